@@ -1,0 +1,102 @@
+//! Ops: one module per WGSL family (`shaders/<family>.wgsl`). Each module has a params struct
+//! mirroring the WGSL one, `impl Tensor` methods that check shapes and launch, and
+//! `pub mod reference` with plain-loop CPU versions (f64 accumulation) — the executable
+//! specification each kernel is tested against.
+
+pub mod binary;
+pub mod unary;
+
+use crate::device::Gpu;
+#[cfg(test)]
+use crate::shaders::Kernel;
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+
+/// Declares a `#[repr(C)]` params struct mirroring a WGSL uniform struct, with its field
+/// offsets for the layout test (`params_match_wgsl`).
+macro_rules! params {
+    ($(#[$m:meta])* $name:ident { $($f:ident : $t:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        pub(crate) struct $name { $(pub $f: $t),* }
+        impl $name {
+            #[allow(dead_code)]
+            pub(crate) const FIELDS: &'static [(&'static str, usize)] =
+                &[$((stringify!($f), std::mem::offset_of!($name, $f))),*];
+        }
+    };
+}
+pub(crate) use params;
+
+/// Every family's params mirror, for the layout test.
+#[cfg(test)]
+pub(crate) fn params_mirrors() -> Vec<(Kernel, usize, &'static [(&'static str, usize)])> {
+    vec![
+        (Kernel::Unary, std::mem::size_of::<unary::UnaryParams>(), unary::UnaryParams::FIELDS),
+        (Kernel::Binary, std::mem::size_of::<binary::BinaryParams>(), binary::BinaryParams::FIELDS),
+    ]
+}
+
+/// Error unless all tensors live on the same device.
+pub(crate) fn same_gpu(op: &str, gpu: &Gpu, others: &[&Tensor]) -> Result<()> {
+    if others.iter().all(|t| t.gpu().same(gpu)) {
+        Ok(())
+    } else {
+        Err(Error::arg(op, "tensors live on different GPU devices"))
+    }
+}
+
+/// Convert a size to u32 for a params field, or an error naming the op.
+pub(crate) fn u32_of(op: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::arg(op, format!("size {v} does not fit in 32 bits")))
+}
+
+/// Fused activation applied by kernels that support it (matmul, conv), as `act` params value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Act {
+    #[default]
+    None = 0,
+    Gelu = 1,
+    GeluTanh = 2,
+    QuickGelu = 3,
+    Silu = 4,
+    Relu = 5,
+    Tanh = 6,
+}
+
+impl Act {
+    /// The activation on the CPU (f64), for references.
+    pub fn apply(self, v: f64) -> f64 {
+        use unary::reference as r;
+        match self {
+            Act::None => v,
+            Act::Gelu => r::gelu(v),
+            Act::GeluTanh => r::gelu_tanh(v),
+            Act::QuickGelu => r::quick_gelu(v),
+            Act::Silu => r::silu(v),
+            Act::Relu => v.max(0.0),
+            Act::Tanh => v.tanh(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_match_wgsl() {
+        let mirrors = params_mirrors();
+        for k in Kernel::ALL {
+            let (size, fields) = k.params_layout();
+            let (_, rsize, rfields) = mirrors
+                .iter()
+                .find(|(kk, _, _)| kk == k)
+                .unwrap_or_else(|| panic!("no Rust params mirror registered for shaders/{}.wgsl", k.name()));
+            assert_eq!(size as usize, *rsize, "{}: params size", k.name());
+            let w: Vec<(&str, usize)> = fields.iter().map(|(n, o)| (*n, *o as usize)).collect();
+            assert_eq!(w, rfields.to_vec(), "{}: params fields (name, offset)", k.name());
+        }
+    }
+}
