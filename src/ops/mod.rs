@@ -4,6 +4,11 @@
 //! specification each kernel is tested against.
 
 pub mod binary;
+pub mod copy;
+pub mod embed;
+pub mod norm;
+pub mod pool;
+pub mod reduce;
 pub mod unary;
 
 use crate::device::Gpu;
@@ -35,6 +40,11 @@ pub(crate) fn params_mirrors() -> Vec<(Kernel, usize, &'static [(&'static str, u
     vec![
         (Kernel::Unary, std::mem::size_of::<unary::UnaryParams>(), unary::UnaryParams::FIELDS),
         (Kernel::Binary, std::mem::size_of::<binary::BinaryParams>(), binary::BinaryParams::FIELDS),
+        (Kernel::Copy, std::mem::size_of::<copy::CopyParams>(), copy::CopyParams::FIELDS),
+        (Kernel::Embed, std::mem::size_of::<embed::EmbedParams>(), embed::EmbedParams::FIELDS),
+        (Kernel::Norm, std::mem::size_of::<norm::NormParams>(), norm::NormParams::FIELDS),
+        (Kernel::Pool, std::mem::size_of::<pool::PoolParams>(), pool::PoolParams::FIELDS),
+        (Kernel::Reduce, std::mem::size_of::<reduce::ReduceParams>(), reduce::ReduceParams::FIELDS),
     ]
 }
 

@@ -4,7 +4,13 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod copy;
+pub mod embed;
+pub mod norm;
+pub mod pool;
+pub mod reduce;
 pub mod unary;
+pub mod weights;
 
 /// Shapes with odd sizes, primes and just-above-workgroup sizes (ggml-style).
 pub const SHAPES: &[&[usize]] = &[&[1], &[7], &[257], &[10, 5, 4, 3], &[3, 1031]];
