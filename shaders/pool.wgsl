@@ -35,7 +35,9 @@ fn max_pool2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let oy = (i / p.wo) % p.ho;
     let plane = i / (p.wo * p.ho);
     let base = plane * p.h * p.w;
-    var m = bitcast<f32>(0xff800000u);
+    // −∞ via a variable: Tint rejects −∞ in a constant expression.
+    var bits = 0xff800000u;
+    var m = bitcast<f32>(bits);
     let y0 = i32(oy * p.sh) - i32(p.ph);
     let x0 = i32(ox * p.sw) - i32(p.pw);
     for (var ky = 0; ky < i32(p.kh); ky = ky + 1) {

@@ -28,8 +28,11 @@ fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x + wid.z * nwg.x * nwg.y;
 }
 
+// −∞ as a runtime value: Tint rejects −∞ in a constant expression such as
+// `bitcast<f32>(0xff800000u)`, so the bits go through a variable.
 fn neg_inf() -> f32 {
-    return bitcast<f32>(0xff800000u);
+    var bits = 0xff800000u;
+    return bitcast<f32>(bits);
 }
 
 fn wg_sum(v: f32, lid: u32) -> f32 {
