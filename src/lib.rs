@@ -23,6 +23,9 @@
 
 pub mod device;
 pub mod error;
+pub mod image;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod imageio;
 pub mod ops;
 pub mod rng;
 pub mod tensor;

@@ -1,0 +1,98 @@
+//! Decoding image files (native only; the browser decodes with its own APIs): PNG, JPEG and
+//! WebP through the `image` crate, with limits, into [`crate::image`] types.
+//!
+//! Conversions, and where they deliberately differ from PIL (what the official code uses):
+//! - RGBA / grey+alpha keep their alpha so CLIP preprocessing can resize premultiplied, as PIL
+//!   does for RGBA; grey becomes RGB by replication (PIL `convert("RGB")`).
+//! - 16-bit images are scaled to 8 bits (v >> 8). PIL opens 16-bit greyscale PNGs as mode
+//!   "I;16" and `convert("RGB")` clips values above 255, which saturates almost every pixel:
+//!   we treat that as a bug, not a behaviour to reproduce.
+//! - CMYK JPEGs are converted to RGB by the decoder before any resize; PIL would resize in
+//!   CMYK first (differences of a few levels at edges).
+//! - Palette PNGs are expanded to RGB; PIL would resize them with NEAREST (it refuses other
+//!   filters on "P" images), so such inputs can differ from the official preprocessing.
+
+use std::path::Path;
+
+use crate::image::{RgbImage, RgbaImage, MAX_PIXELS};
+use crate::{Error, Result};
+
+/// A decoded image: RGB, or RGBA when the file has an alpha channel.
+#[derive(Clone, Debug)]
+pub enum Decoded {
+    Rgb(RgbImage),
+    Rgba(RgbaImage),
+}
+
+impl Decoded {
+    pub fn width(&self) -> usize {
+        match self {
+            Decoded::Rgb(i) => i.width,
+            Decoded::Rgba(i) => i.width,
+        }
+    }
+    pub fn height(&self) -> usize {
+        match self {
+            Decoded::Rgb(i) => i.height,
+            Decoded::Rgba(i) => i.height,
+        }
+    }
+    /// RGB with alpha dropped (PIL `convert("RGB")`).
+    pub fn to_rgb(&self) -> RgbImage {
+        match self {
+            Decoded::Rgb(i) => i.clone(),
+            Decoded::Rgba(i) => RgbImage::from_rgba_drop_alpha(i),
+        }
+    }
+}
+
+/// Decode image bytes; `name` is used in errors.
+pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
+    if bytes.is_empty() {
+        return Err(Error::Format(format!("{name}: empty file, not an image")));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Format(format!("{name}: {e}")))?;
+    if reader.format().is_none() {
+        return Err(Error::Format(format!("{name}: not a PNG, JPEG or WebP image")));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(2 * 1024 * 1024 * 1024);
+    reader.limits(limits);
+    let (w, h) = reader.into_dimensions().map_err(|e| Error::Format(format!("{name}: unreadable image header ({e})")))?;
+    if (w as usize).saturating_mul(h as usize) > MAX_PIXELS {
+        return Err(Error::Format(format!("{name}: {w}×{h} pixels is over the {MAX_PIXELS}-pixel limit; downscale it first")));
+    }
+    if w == 0 || h == 0 {
+        return Err(Error::Format(format!("{name}: empty image ({w}×{h})")));
+    }
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Format(format!("{name}: {e}")))?
+        .decode()
+        .map_err(|e| Error::Format(format!("{name}: cannot decode ({e})")))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    Ok(if img.color().has_alpha() {
+        Decoded::Rgba(RgbaImage::new(w, h, img.to_rgba8().into_raw())?)
+    } else {
+        Decoded::Rgb(RgbImage::new(w, h, img.to_rgb8().into_raw())?)
+    })
+}
+
+/// Read and decode an image file.
+pub fn open(path: impl AsRef<Path>) -> Result<Decoded> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading image {}", path.display()), e))?;
+    decode(&bytes, &path.display().to_string())
+}
+
+/// Encode RGB as PNG bytes.
+pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_raw(img.width as u32, img.height as u32, img.data.clone())
+        .ok_or_else(|| Error::arg("encode_png", "bad buffer size"))?
+        .write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| Error::Format(format!("PNG encode: {e}")))?;
+    Ok(out.into_inner())
+}
