@@ -56,3 +56,43 @@ fn weights_round_trip_and_strictness() {
 fn corrupt_weight_files_are_errors() {
     run(|g| async move { cases::weights::corrupt_files(&g).await });
 }
+
+#[test]
+fn matmul_linear_shapes() {
+    run(|g| async move { cases::matmul::linear_shapes(&g).await });
+}
+
+#[test]
+fn matmul_linear_acts() {
+    run(|g| async move { cases::matmul::linear_acts(&g).await });
+}
+
+#[test]
+fn matmul_linear_naive() {
+    run(|g| async move { cases::matmul::linear_naive(&g).await });
+}
+
+#[test]
+fn matmul_linear_layouts() {
+    run(|g| async move { cases::matmul::linear_layouts(&g).await });
+}
+
+#[test]
+fn matmul_bmm_shapes() {
+    run(|g| async move { cases::matmul::bmm_shapes(&g).await });
+}
+
+#[test]
+fn matmul_bmm_strided_heads() {
+    run(|g| async move { cases::matmul::bmm_strided_heads(&g).await });
+}
+
+#[test]
+fn matmul_bmm_strided_padded_rows() {
+    run(|g| async move { cases::matmul::bmm_strided_padded_rows(&g).await });
+}
+
+#[test]
+fn matmul_shape_errors() {
+    run(|g| async move { cases::matmul::shape_errors(&g).await });
+}

@@ -9,6 +9,7 @@ pub mod embed;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod matmul;
 pub mod unary;
 
 use crate::device::Gpu;
@@ -45,6 +46,7 @@ pub(crate) fn params_mirrors() -> Vec<(Kernel, usize, &'static [(&'static str, u
         (Kernel::Norm, std::mem::size_of::<norm::NormParams>(), norm::NormParams::FIELDS),
         (Kernel::Pool, std::mem::size_of::<pool::PoolParams>(), pool::PoolParams::FIELDS),
         (Kernel::Reduce, std::mem::size_of::<reduce::ReduceParams>(), reduce::ReduceParams::FIELDS),
+        (Kernel::Matmul, std::mem::size_of::<matmul::MatmulParams>(), matmul::MatmulParams::FIELDS),
     ]
 }
 

@@ -9,6 +9,7 @@ pub mod embed;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod matmul;
 pub mod unary;
 pub mod weights;
 

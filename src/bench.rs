@@ -1,0 +1,131 @@
+//! Kernel benchmarks (`ssv2a bench kernels`): GFLOP/s of the matmul kernels on the current
+//! adapter, the tiled kernel against the naive one in the same process.
+//!
+//! Timing: one warm-up run (pipeline compilation, LLVM on lavapipe), then `reps` timed runs,
+//! each one dispatch followed by [`Gpu::sync`]; best and median are reported. The clock is a
+//! parameter because wasm32 has no `std::time` ([`native_now`] natively; in a browser pass a
+//! function around `performance.now() / 1000`).
+
+use crate::ops::matmul::{reference, MatmulKernel};
+use crate::ops::Act;
+use crate::rng::Rng;
+use crate::tensor::{Tensor, Weight, WeightDtype};
+use crate::{Error, Gpu, Result};
+
+/// Seconds since an arbitrary origin (first call), from `std::time::Instant`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn native_now() -> f64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static T0: OnceLock<Instant> = OnceLock::new();
+    T0.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// Best and median wall time of the timed runs of one kernel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    pub best_s: f64,
+    pub median_s: f64,
+    /// 2·m·n·k / best time, in GFLOP/s.
+    pub gflops: f64,
+}
+
+impl Timing {
+    fn from_runs(mut t: Vec<f64>, flops: f64) -> Timing {
+        t.sort_by(f64::total_cmp);
+        let best_s = t[0];
+        let median_s = t[t.len() / 2];
+        Timing { best_s, median_s, gflops: flops / best_s / 1e9 }
+    }
+}
+
+/// One benchmarked shape: `linear` of x [m, k] with a weight [n, k].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchLine {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub dtype: WeightDtype,
+    pub reps: usize,
+    pub tiled: Timing,
+    pub naive: Timing,
+    /// Largest |GPU − CPU| / (1 + |CPU|) over 32 sampled outputs of the tiled kernel.
+    pub max_err: f64,
+}
+
+impl std::fmt::Display for BenchLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dt = match self.dtype {
+            WeightDtype::F16 => "f16",
+            WeightDtype::F32 => "f32",
+        };
+        write!(
+            f,
+            "linear {}x{}x{} (m x n x k) {dt} weights: tiled {:.1} GFLOP/s (best {:.1} ms, median {:.1} ms) | naive {:.2} GFLOP/s (best {:.1} ms) | {:.1}x | {} reps, max err {:.1e}",
+            self.m,
+            self.n,
+            self.k,
+            self.tiled.gflops,
+            self.tiled.best_s * 1e3,
+            self.tiled.median_s * 1e3,
+            self.naive.gflops,
+            self.naive.best_s * 1e3,
+            self.tiled.gflops / self.naive.gflops,
+            self.reps,
+            self.max_err
+        )
+    }
+}
+
+async fn time_kernel(x: &Tensor, w: &Weight, kernel: MatmulKernel, reps: usize, now: fn() -> f64) -> Result<(Vec<f64>, Tensor)> {
+    let gpu = x.gpu();
+    // Warm-up: compiles the pipeline.
+    let mut y = x.linear_with(w, None, Act::None, kernel)?;
+    gpu.sync().await?;
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        drop(y);
+        let t0 = now();
+        y = x.linear_with(w, None, Act::None, kernel)?;
+        gpu.sync().await?;
+        t.push(now() - t0);
+    }
+    Ok((t, y))
+}
+
+/// Time `linear` of a random x [m, k] with a random weight [n, k] stored as `dtype`: the tiled
+/// kernel and the naive baseline, `reps` timed runs each after one warm-up. Checks 32 sampled
+/// outputs against an f64 dot product (an error if any is off by more than 1e-3 relative).
+pub async fn matmul(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: WeightDtype, reps: usize, now: fn() -> f64) -> Result<BenchLine> {
+    let mut rng = Rng::new(0x5eed);
+    let xs = rng.uniforms(m * k, -1.0, 1.0);
+    let ws = rng.uniforms(n * k, -1.0, 1.0);
+    let x = Tensor::from_slice(gpu, &xs, [m, k])?;
+    let w = Weight::from_f32(gpu, &ws, [n, k], dtype)?;
+    let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    let (tt, y) = time_kernel(&x, &w, MatmulKernel::Tiled, reps, now).await?;
+    let got = y.to_vec().await?;
+    drop(y);
+    let (tn, _) = time_kernel(&x, &w, MatmulKernel::Naive, reps, now).await?;
+
+    let wr = if dtype == WeightDtype::F16 { reference::round_f16(&ws) } else { ws };
+    let mut max_err = 0f64;
+    for _ in 0..32 {
+        let (i, j) = (rng.below(m as u64) as usize, rng.below(n as u64) as usize);
+        let want: f64 = (0..k).map(|kk| xs[i * k + kk] as f64 * wr[j * k + kk] as f64).sum();
+        max_err = max_err.max((got[i * n + j] as f64 - want).abs() / (1.0 + want.abs()));
+    }
+    if max_err > 1e-3 {
+        return Err(Error::arg("bench matmul", format!("tiled result is wrong: max relative error {max_err:.3e}")));
+    }
+    Ok(BenchLine {
+        m,
+        n,
+        k,
+        dtype,
+        reps,
+        tiled: Timing::from_runs(tt, flops),
+        naive: Timing::from_runs(tn, flops),
+        max_err,
+    })
+}
