@@ -16,3 +16,28 @@ fn gated_matches_reference() {
 fn binary_matches_reference() {
     run(|g| async move { cases::binary::binary_all(&g).await });
 }
+
+#[test]
+fn conv2d_matches_reference() {
+    run(|g| async move { cases::conv::conv2d_all(&g).await });
+}
+
+#[test]
+fn conv1d_matches_reference() {
+    run(|g| async move { cases::conv::conv1d_all(&g).await });
+}
+
+#[test]
+fn conv_transpose1d_matches_reference() {
+    run(|g| async move { cases::conv::conv_transpose1d_all(&g).await });
+}
+
+#[test]
+fn conv_large_grid_folds() {
+    run(|g| async move { cases::conv::conv_grid_fold(&g).await });
+}
+
+#[test]
+fn conv_bad_arguments_are_errors() {
+    run(|g| async move { cases::conv::conv_errors(&g).await });
+}

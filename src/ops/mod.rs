@@ -4,6 +4,7 @@
 //! specification each kernel is tested against.
 
 pub mod binary;
+pub mod conv;
 pub mod unary;
 
 use crate::device::Gpu;
@@ -35,6 +36,7 @@ pub(crate) fn params_mirrors() -> Vec<(Kernel, usize, &'static [(&'static str, u
     vec![
         (Kernel::Unary, std::mem::size_of::<unary::UnaryParams>(), unary::UnaryParams::FIELDS),
         (Kernel::Binary, std::mem::size_of::<binary::BinaryParams>(), binary::BinaryParams::FIELDS),
+        (Kernel::Conv, std::mem::size_of::<conv::ConvParams>(), conv::ConvParams::FIELDS),
     ]
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod conv;
 pub mod unary;
 
 /// Shapes with odd sizes, primes and just-above-workgroup sizes (ggml-style).
