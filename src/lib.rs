@@ -22,6 +22,7 @@
 //!   `src/ops/<family>.rs`, a `reference::` function, and a case in `tests/ops_*.rs`.
 
 pub mod bench;
+pub mod bench_conv;
 pub mod device;
 pub mod error;
 pub mod image;

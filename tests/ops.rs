@@ -96,3 +96,28 @@ fn matmul_bmm_strided_padded_rows() {
 fn matmul_shape_errors() {
     run(|g| async move { cases::matmul::shape_errors(&g).await });
 }
+
+#[test]
+fn conv2d_matches_reference() {
+    run(|g| async move { cases::conv::conv2d_all(&g).await });
+}
+
+#[test]
+fn conv1d_matches_reference() {
+    run(|g| async move { cases::conv::conv1d_all(&g).await });
+}
+
+#[test]
+fn conv_transpose1d_matches_reference() {
+    run(|g| async move { cases::conv::conv_transpose1d_all(&g).await });
+}
+
+#[test]
+fn conv_large_grid_folds() {
+    run(|g| async move { cases::conv::conv_grid_fold(&g).await });
+}
+
+#[test]
+fn conv_bad_arguments_are_errors() {
+    run(|g| async move { cases::conv::conv_errors(&g).await });
+}

@@ -10,6 +10,7 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod matmul;
+pub mod conv;
 pub mod unary;
 
 use crate::device::Gpu;
@@ -47,6 +48,7 @@ pub(crate) fn params_mirrors() -> Vec<(Kernel, usize, &'static [(&'static str, u
         (Kernel::Pool, std::mem::size_of::<pool::PoolParams>(), pool::PoolParams::FIELDS),
         (Kernel::Reduce, std::mem::size_of::<reduce::ReduceParams>(), reduce::ReduceParams::FIELDS),
         (Kernel::Matmul, std::mem::size_of::<matmul::MatmulParams>(), matmul::MatmulParams::FIELDS),
+        (Kernel::Conv, std::mem::size_of::<conv::ConvParams>(), conv::ConvParams::FIELDS),
     ]
 }
 

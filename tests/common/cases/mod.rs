@@ -10,6 +10,7 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod matmul;
+pub mod conv;
 pub mod unary;
 pub mod weights;
 
