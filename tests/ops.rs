@@ -121,3 +121,108 @@ fn conv_large_grid_folds() {
 fn conv_bad_arguments_are_errors() {
     run(|g| async move { cases::conv::conv_errors(&g).await });
 }
+
+#[test]
+fn sdpa_matches_reference() {
+    run(|g| async move { cases::attention::sdpa_shapes(&g).await });
+}
+
+#[test]
+fn sdpa_large_logits_match_reference() {
+    run(|g| async move { cases::attention::sdpa_large_logits(&g).await });
+}
+
+#[test]
+fn sdpa_masks_match_reference() {
+    run(|g| async move { cases::attention::sdpa_masks(&g).await });
+}
+
+#[test]
+fn sdpa_head_major_matches_reference() {
+    run(|g| async move { cases::attention::sdpa_head_major(&g).await });
+}
+
+#[test]
+fn sdpa_tiling_matches_reference() {
+    run(|g| async move { cases::attention::sdpa_tiling(&g).await });
+}
+
+#[test]
+fn sdpa_rejects_bad_shapes() {
+    run(|g| async move { cases::attention::sdpa_errors(&g).await });
+}
+
+#[test]
+fn feature_softmax_matches_reference() {
+    run(|g| async move { cases::attention::feature_softmax(&g).await });
+}
+
+#[test]
+fn efficient_attention_matches_reference() {
+    run(|g| async move { cases::attention::efficient_attention(&g).await });
+}
+
+/// Attention timings at model sizes: `cargo test --release --no-default-features --test ops
+/// attention_bench -- --ignored --nocapture`. Prints; asserts nothing about time.
+#[test]
+#[ignore = "benchmark"]
+fn attention_bench() {
+    use ssv2a::ops::attention::{Sdpa, SdpaKernel};
+    use ssv2a::Tensor;
+    run(|gpu| async move {
+        let e = |x: ssv2a::Error| x.to_string();
+        println!("{}", gpu.info());
+        let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+        // (label, batch, tokens, heads, d, kernel)
+        let cases = [
+            ("UNet level 1 (1024 tok, 8x32, B=2)", 2usize, 1024usize, 8usize, 32usize, SdpaKernel::Rows),
+            ("UNet level 1 (1024 tok, 8x32, B=2)", 2, 1024, 8, 32, SdpaKernel::Tiled),
+            ("UNet level 2 (256 tok, 12x32, B=2)", 2, 256, 12, 32, SdpaKernel::Auto),
+            ("CLIP vision (257 tok, 16x64, B=1)", 1, 257, 16, 64, SdpaKernel::Auto),
+            ("VAE mid (4096 tok, 1x512, B=1)", 1, 4096, 1, 512, SdpaKernel::Tiled),
+        ];
+        let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
+        for (label, b, t, h, d, kernel) in cases {
+            if !label.contains(filter.as_str()) {
+                continue;
+            }
+            let n = b * t * h * d;
+            let x = Tensor::from_slice(&gpu, &common::rand(1, n), [b, t, h * d]).map_err(e)?;
+            let opts = Sdpa { kernel, ..Sdpa::new(h, 1.0 / (d as f32).sqrt()) };
+            let t0 = std::time::Instant::now();
+            x.sdpa_with(&x, &x, &opts).map_err(e)?;
+            gpu.sync().await.map_err(e)?;
+            let first = t0.elapsed().as_secs_f64();
+            let mut best = f64::INFINITY;
+            for _ in 0..reps {
+                let t0 = std::time::Instant::now();
+                x.sdpa_with(&x, &x, &opts).map_err(e)?;
+                gpu.sync().await.map_err(e)?;
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            let flops = 4.0 * (b * h * t * t * d) as f64;
+            println!(
+                "{label:40} {kernel:?}: best {:8.1} ms of {reps} (first {:8.1} ms incl. compile), {:6.2} GFLOP/s",
+                best * 1e3,
+                first * 1e3,
+                flops / best / 1e9
+            );
+        }
+        // SSV2A remixer ESA: T = 66, 8 heads of 96; B = 256 rows (4 candidates × 64 slots).
+        let (b, t, h, d) = (256usize, 66usize, 8usize, 96usize);
+        if "efficient attention".contains(filter.as_str()) {
+            let x = Tensor::from_slice(&gpu, &common::rand(2, b * t * h * d), [b, t, h * d]).map_err(e)?;
+            x.efficient_attention(&x, &x, h).map_err(e)?;
+            gpu.sync().await.map_err(e)?;
+            let mut best = f64::INFINITY;
+            for _ in 0..reps {
+                let t0 = std::time::Instant::now();
+                x.efficient_attention(&x, &x, h).map_err(e)?;
+                gpu.sync().await.map_err(e)?;
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            println!("efficient attention (B=256, 66 tok, 8x96): best {:8.1} ms of {reps}", best * 1e3);
+        }
+        Ok(())
+    });
+}

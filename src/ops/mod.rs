@@ -3,6 +3,7 @@
 //! `pub mod reference` with plain-loop CPU versions (f64 accumulation) — the executable
 //! specification each kernel is tested against.
 
+pub mod attention;
 pub mod binary;
 pub mod copy;
 pub mod embed;
@@ -40,6 +41,7 @@ pub(crate) use params;
 #[cfg(test)]
 pub(crate) fn params_mirrors() -> Vec<(Kernel, usize, &'static [(&'static str, usize)])> {
     vec![
+        (Kernel::Attention, std::mem::size_of::<attention::AttentionParams>(), attention::AttentionParams::FIELDS),
         (Kernel::Unary, std::mem::size_of::<unary::UnaryParams>(), unary::UnaryParams::FIELDS),
         (Kernel::Binary, std::mem::size_of::<binary::BinaryParams>(), binary::BinaryParams::FIELDS),
         (Kernel::Copy, std::mem::size_of::<copy::CopyParams>(), copy::CopyParams::FIELDS),

@@ -3,6 +3,7 @@
 //! op on seeded inputs and compares with the CPU reference in `ssv2a::ops::<family>::reference`.
 #![allow(dead_code)]
 
+pub mod attention;
 pub mod binary;
 pub mod copy;
 pub mod embed;
