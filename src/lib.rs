@@ -23,6 +23,7 @@
 
 pub mod bench;
 pub mod bench_conv;
+pub mod convert;
 pub mod device;
 pub mod error;
 pub mod image;

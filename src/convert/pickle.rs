@@ -1,0 +1,1423 @@
+//! A pickle reader that never executes anything: protocols 0–5 as `torch.save` writes them
+//! (protocol 2 by default), decoded into plain data.
+//!
+//! Python's unpickler calls whatever `GLOBAL` + `REDUCE` name; this one only *records* them. A
+//! handful of callables that torch checkpoints rely on are interpreted as data constructors
+//! (`collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `_rebuild_parameter`,
+//! `torch.Size`, `_codecs.encode`, the `torch.jit._pickle` list builders, …); every other call,
+//! `os.system` included, becomes an inert [`Object`] holding its class and arguments, and
+//! `BUILD` state is kept as data. Tensors become [`TensorRef`]s naming a storage record;
+//! reading bytes is the job of [`super::Checkpoint`].
+//!
+//! The virtual machine keeps containers in an arena (so memo sharing and later mutation have
+//! Python's reference semantics, and cycles or deep nesting cannot recurse on drop), then
+//! freezes the result into [`Value`], a tree of `Arc`s in which shared containers stay shared.
+//! Every length field is checked against the remaining input before anything is allocated, and
+//! nesting deeper than [`MAX_DEPTH`] is an error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::{Error, Result};
+
+/// Deepest nesting of containers accepted in a pickle (real checkpoints stay below ~40).
+pub const MAX_DEPTH: usize = 512;
+
+/// A decoded pickle value. Containers are `Arc`s: a container referenced twice in the pickle
+/// (memo) is shared, not copied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An integer outside `i64` (`LONG1`/`LONG4`): little-endian two's complement bytes.
+    BigInt(Arc<[u8]>),
+    Float(f64),
+    Str(Arc<str>),
+    Bytes(Arc<[u8]>),
+    Tuple(Arc<[Value]>),
+    /// A list, or a set (`EMPTY_SET`/`FROZENSET`/`builtins.set`), in pickle order.
+    List(Arc<[Value]>),
+    /// A dict or `OrderedDict`, in insertion order; a key set twice keeps its first position
+    /// and its last value, as in Python.
+    Dict(Arc<[(Value, Value)]>),
+    /// A reference to a class or function (`GLOBAL` / `STACK_GLOBAL`) that was not called.
+    Global(Arc<Global>),
+    /// Any other object: a call that was recorded, not executed.
+    Object(Arc<Object>),
+    /// A storage record (persistent id `('storage', …)`).
+    Storage(Arc<Storage>),
+    /// A tensor rebuilt by `torch._utils._rebuild_tensor*` (or a `Parameter` wrapping one).
+    Tensor(Arc<TensorRef>),
+    /// A reference to a container that contains itself; the cycle is cut here.
+    Cycle,
+}
+
+/// `module.name` of a `GLOBAL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Global {
+    pub module: String,
+    pub name: String,
+}
+
+impl Global {
+    pub fn is(&self, module: &str, name: &str) -> bool {
+        self.module == module && self.name == name
+    }
+}
+
+impl std::fmt::Display for Global {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.module, self.name)
+    }
+}
+
+/// An object built by `REDUCE`, `NEWOBJ`, `NEWOBJ_EX`, `INST` or `OBJ`, as data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    /// The callable: usually a [`Value::Global`].
+    pub class: Value,
+    /// Positional arguments of the call.
+    pub args: Vec<Value>,
+    /// Keyword arguments (`NEWOBJ_EX`).
+    pub kwargs: Vec<(Value, Value)>,
+    /// The `BUILD` argument (for plain Python objects, their `__dict__`); `None` if never built.
+    pub state: Value,
+    /// `SETITEM(S)` applied to the object (dict subclasses).
+    pub items: Vec<(Value, Value)>,
+    /// `APPEND(S)` applied to the object (list subclasses).
+    pub list: Vec<Value>,
+}
+
+impl Object {
+    /// `module.name` of the class, or `?` if the callable is not a global.
+    pub fn class_name(&self) -> String {
+        match &self.class {
+            Value::Global(g) => g.to_string(),
+            _ => "?".into(),
+        }
+    }
+
+    /// The attribute dict from `BUILD` (`__dict__`, or the first half of a
+    /// `(__dict__, slots)` state).
+    pub fn attrs(&self) -> Option<&[(Value, Value)]> {
+        match &self.state {
+            Value::Dict(d) => Some(d),
+            Value::Tuple(t) if t.len() == 2 => match &t[0] {
+                Value::Dict(d) => Some(d),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// One attribute from the `BUILD` state.
+    pub fn attr(&self, name: &str) -> Option<&Value> {
+        self.attrs().and_then(|d| dict_get(d, name))
+    }
+
+    /// Whether this is a pickled `torch.nn.Module` (its state has `_modules` or `_parameters`).
+    pub fn is_module(&self) -> bool {
+        self.attr("_modules").is_some() || self.attr("_parameters").is_some()
+    }
+}
+
+/// Element type of a storage or tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F64,
+    F32,
+    F16,
+    BF16,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
+    U16,
+    U32,
+    U64,
+    C64,
+    C128,
+    F8E4M3,
+    F8E5M2,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F64 | DType::I64 | DType::U64 | DType::C64 => 8,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
+            DType::I8 | DType::U8 | DType::Bool | DType::F8E4M3 | DType::F8E5M2 => 1,
+            DType::C128 => 16,
+        }
+    }
+
+    /// PyTorch's name (`float32`, `bfloat16`, `int64`, …).
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            DType::F64 => "float64",
+            DType::F32 => "float32",
+            DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
+            DType::I64 => "int64",
+            DType::I32 => "int32",
+            DType::I16 => "int16",
+            DType::I8 => "int8",
+            DType::U8 => "uint8",
+            DType::Bool => "bool",
+            DType::U16 => "uint16",
+            DType::U32 => "uint32",
+            DType::U64 => "uint64",
+            DType::C64 => "complex64",
+            DType::C128 => "complex128",
+            DType::F8E4M3 => "float8_e4m3fn",
+            DType::F8E5M2 => "float8_e5m2",
+        }
+    }
+
+    /// Whether the values are real floating point (f64, f32, f16, bf16, f8).
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F64 | DType::F32 | DType::F16 | DType::BF16 | DType::F8E4M3 | DType::F8E5M2)
+    }
+
+    /// The dtype of a legacy typed-storage class (`torch.FloatStorage`, …); `UntypedStorage`
+    /// counts bytes.
+    pub fn from_storage_class(name: &str) -> Option<DType> {
+        Some(match name {
+            "DoubleStorage" => DType::F64,
+            "FloatStorage" => DType::F32,
+            "HalfStorage" => DType::F16,
+            "BFloat16Storage" => DType::BF16,
+            "LongStorage" => DType::I64,
+            "IntStorage" => DType::I32,
+            "ShortStorage" => DType::I16,
+            "CharStorage" => DType::I8,
+            "ByteStorage" | "UntypedStorage" => DType::U8,
+            "BoolStorage" => DType::Bool,
+            "ComplexFloatStorage" => DType::C64,
+            "ComplexDoubleStorage" => DType::C128,
+            _ => return None,
+        })
+    }
+
+    /// The dtype named by a `torch.<name>` global (`torch.float16`, `torch.half`, …).
+    pub fn from_torch_name(name: &str) -> Option<DType> {
+        Some(match name {
+            "float64" | "double" => DType::F64,
+            "float32" | "float" => DType::F32,
+            "float16" | "half" => DType::F16,
+            "bfloat16" => DType::BF16,
+            "int64" | "long" => DType::I64,
+            "int32" | "int" => DType::I32,
+            "int16" | "short" => DType::I16,
+            "int8" => DType::I8,
+            "uint8" => DType::U8,
+            "bool" => DType::Bool,
+            "uint16" => DType::U16,
+            "uint32" => DType::U32,
+            "uint64" => DType::U64,
+            "complex64" | "cfloat" => DType::C64,
+            "complex128" | "cdouble" => DType::C128,
+            "float8_e4m3fn" => DType::F8E4M3,
+            "float8_e5m2" => DType::F8E5M2,
+            _ => return None,
+        })
+    }
+}
+
+/// A storage record named by a persistent id: `('storage', torch.FloatStorage, key, location,
+/// numel)` in zip checkpoints (`archive/data/<key>`), plus an optional view in legacy files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Storage {
+    /// Record name (`archive/data/<key>` in a zip checkpoint).
+    pub key: String,
+    pub dtype: DType,
+    /// Elements of `dtype` the pickle claims for this storage (after any view).
+    pub numel: u64,
+    /// Device it was saved from (`cpu`, `cuda:0`); ignored when reading.
+    pub location: String,
+    /// Byte offset of a legacy storage view into its record (0 otherwise).
+    pub view_offset: u64,
+}
+
+/// A tensor: a strided view of a storage, as `torch._utils._rebuild_tensor_v2` describes it.
+/// Offsets and strides count elements of `dtype`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorRef {
+    pub storage: Arc<Storage>,
+    pub dtype: DType,
+    pub offset: u64,
+    pub shape: Vec<usize>,
+    pub strides: Vec<usize>,
+}
+
+impl TensorRef {
+    /// Element count (saturating: a shape whose product overflows reports `usize::MAX`, which
+    /// no storage can back, so reading it fails).
+    pub fn numel(&self) -> usize {
+        if self.shape.contains(&0) {
+            return 0;
+        }
+        self.shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n)).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes of the tensor once made contiguous (saturating).
+    pub fn nbytes(&self) -> usize {
+        self.numel().saturating_mul(self.dtype.size())
+    }
+
+    /// Row-major strides: the tensor can be read as one byte range.
+    pub fn is_contiguous(&self) -> bool {
+        let mut expect = 1usize;
+        for (&n, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if n != 1 && s != expect {
+                return false;
+            }
+            expect = expect.saturating_mul(n);
+        }
+        true
+    }
+
+    /// The range of storage elements the view touches, `[start, end)`, checked against the
+    /// storage's size; the error names both.
+    pub fn storage_span(&self) -> Result<(u64, u64)> {
+        let bad = |why: &str| {
+            Error::Format(format!(
+                "tensor of shape {:?} with strides {:?} at offset {} {why} storage `{}` ({} × {:?})",
+                self.shape, self.strides, self.offset, self.storage.key, self.storage.numel, self.storage.dtype
+            ))
+        };
+        if self.shape.len() != self.strides.len() {
+            return Err(bad("has a stride per dimension mismatch with"));
+        }
+        if self.shape.contains(&0) {
+            return Ok((self.offset, self.offset));
+        }
+        let mut last = self.offset;
+        for (&n, &s) in self.shape.iter().zip(&self.strides) {
+            let step = (n as u64 - 1).checked_mul(s as u64).ok_or_else(|| bad("overflows"))?;
+            last = last.checked_add(step).ok_or_else(|| bad("overflows"))?;
+        }
+        let storage_elems = self.storage.numel.saturating_mul(self.storage.dtype.size() as u64) / self.dtype.size() as u64;
+        if last >= storage_elems {
+            return Err(bad("reaches past the end of"));
+        }
+        Ok((self.offset, last + 1))
+    }
+}
+
+/// Look up a string key in dict entries (also matches integer keys by their decimal text).
+pub fn dict_get<'a>(entries: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
+    entries.iter().find(|(k, _)| k.key_matches(key)).map(|(_, v)| v)
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Bool(b) => Some(*b as i64),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float(f) => Some(*f),
+            Value::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    /// Items of a list, tuple or set.
+    pub fn as_seq(&self) -> Option<&[Value]> {
+        match self {
+            Value::Tuple(v) | Value::List(v) => Some(v),
+            _ => None,
+        }
+    }
+    /// Entries of a dict, or the items of a dict-subclass object.
+    pub fn as_dict(&self) -> Option<&[(Value, Value)]> {
+        match self {
+            Value::Dict(d) => Some(d),
+            Value::Object(o) if !o.items.is_empty() => Some(&o.items),
+            _ => None,
+        }
+    }
+    pub fn as_object(&self) -> Option<&Object> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+    pub fn as_tensor(&self) -> Option<&TensorRef> {
+        match self {
+            Value::Tensor(t) => Some(t),
+            _ => None,
+        }
+    }
+    pub fn is_none(&self) -> bool {
+        matches!(self, Value::None)
+    }
+
+    /// Whether this (dict key) is the string `key`, or an integer whose decimal text is `key`.
+    pub fn key_matches(&self, key: &str) -> bool {
+        match self {
+            Value::Str(s) => &**s == key,
+            Value::Int(i) => key.parse::<i64>().ok() == Some(*i),
+            _ => false,
+        }
+    }
+
+    /// The text a dict key contributes to a dotted name (`None` for keys that are neither
+    /// strings nor integers).
+    pub fn key_text(&self) -> Option<String> {
+        match self {
+            Value::Str(s) => Some(s.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            _ => None,
+        }
+    }
+
+    /// One step down: a dict key, a list index, or an attribute of an object (for modules,
+    /// children, parameters and buffers come first, as `getattr` on a module finds them).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Dict(d) => dict_get(d, key),
+            Value::Tuple(v) | Value::List(v) => key.parse::<usize>().ok().and_then(|i| v.get(i)),
+            Value::Object(o) => {
+                for slot in ["_modules", "_parameters", "_buffers"] {
+                    if let Some(found) = o.attr(slot).and_then(|d| d.as_dict()).and_then(|d| dict_get(d, key)) {
+                        return Some(found);
+                    }
+                }
+                o.attr(key).or_else(|| dict_get(&o.items, key))
+            }
+            _ => None,
+        }
+    }
+
+    /// Follow a dotted path (`"model.names"`, `"state_dict.model.diffusion_model.out.0.weight"`).
+    /// Keys that themselves contain dots are found: at each step the longest run of segments
+    /// that names a key wins.
+    pub fn at(&self, path: &str) -> Option<&Value> {
+        if path.is_empty() {
+            return Some(self);
+        }
+        let segs: Vec<&str> = path.split('.').collect();
+        let mut cur = self;
+        let mut i = 0;
+        'outer: while i < segs.len() {
+            for j in (i + 1..=segs.len()).rev() {
+                let key = segs[i..j].join(".");
+                if let Some(next) = cur.get(&key) {
+                    cur = next;
+                    i = j;
+                    continue 'outer;
+                }
+            }
+            return None;
+        }
+        Some(cur)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The virtual machine.
+
+/// A value on the VM stack: scalars inline, everything else an arena index.
+#[derive(Clone, Copy, Debug)]
+enum V {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Node(u32),
+}
+
+#[derive(Debug)]
+enum Node {
+    Str(String),
+    Bytes(Vec<u8>),
+    BigInt(Vec<u8>),
+    Tuple(Vec<V>),
+    List(Vec<V>),
+    Dict(Vec<(V, V)>),
+    Global(Arc<Global>),
+    Object { class: V, args: Vec<V>, kwargs: Vec<(V, V)>, state: Option<V>, items: Vec<(V, V)>, list: Vec<V> },
+    Storage(Arc<Storage>),
+    Tensor(TensorRef),
+}
+
+/// Why parsing stopped: `truncated` errors mean more input could have helped (the legacy
+/// loader reads on).
+#[derive(Debug)]
+pub(crate) struct PickleError {
+    pub offset: usize,
+    pub msg: String,
+    pub truncated: bool,
+}
+
+impl From<PickleError> for Error {
+    fn from(e: PickleError) -> Error {
+        Error::Format(format!("pickle: {} at byte offset {}", e.msg, e.offset))
+    }
+}
+
+type PResult<T> = std::result::Result<T, PickleError>;
+
+/// Decode one pickle from the start of `data`; returns the value and the bytes it used
+/// (through `STOP`).
+pub fn load(data: &[u8]) -> Result<(Value, usize)> {
+    Ok(load_inner(data)?)
+}
+
+pub(crate) fn load_inner(data: &[u8]) -> PResult<(Value, usize)> {
+    let mut vm = Vm { data, pos: 0, op_pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), nodes: Vec::new() };
+    let top = vm.run()?;
+    let value = vm.freeze_root(top)?;
+    Ok((value, vm.pos))
+}
+
+struct Vm<'a> {
+    data: &'a [u8],
+    pos: usize,
+    /// Offset of the opcode being executed (for errors).
+    op_pos: usize,
+    stack: Vec<V>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, V>,
+    nodes: Vec<Node>,
+}
+
+fn opcode_name(op: u8) -> &'static str {
+    match op {
+        b'(' => "MARK",
+        b'.' => "STOP",
+        b'0' => "POP",
+        b'1' => "POP_MARK",
+        b'2' => "DUP",
+        b'F' => "FLOAT",
+        b'I' => "INT",
+        b'J' => "BININT",
+        b'K' => "BININT1",
+        b'L' => "LONG",
+        b'M' => "BININT2",
+        b'N' => "NONE",
+        b'P' => "PERSID",
+        b'Q' => "BINPERSID",
+        b'R' => "REDUCE",
+        b'S' => "STRING",
+        b'T' => "BINSTRING",
+        b'U' => "SHORT_BINSTRING",
+        b'V' => "UNICODE",
+        b'X' => "BINUNICODE",
+        b'a' => "APPEND",
+        b'b' => "BUILD",
+        b'c' => "GLOBAL",
+        b'd' => "DICT",
+        b'}' => "EMPTY_DICT",
+        b'e' => "APPENDS",
+        b'g' => "GET",
+        b'h' => "BINGET",
+        b'i' => "INST",
+        b'j' => "LONG_BINGET",
+        b'l' => "LIST",
+        b']' => "EMPTY_LIST",
+        b'o' => "OBJ",
+        b'p' => "PUT",
+        b'q' => "BINPUT",
+        b'r' => "LONG_BINPUT",
+        b's' => "SETITEM",
+        b't' => "TUPLE",
+        b')' => "EMPTY_TUPLE",
+        b'u' => "SETITEMS",
+        b'G' => "BINFLOAT",
+        0x80 => "PROTO",
+        0x81 => "NEWOBJ",
+        0x82 => "EXT1",
+        0x83 => "EXT2",
+        0x84 => "EXT4",
+        0x85 => "TUPLE1",
+        0x86 => "TUPLE2",
+        0x87 => "TUPLE3",
+        0x88 => "NEWTRUE",
+        0x89 => "NEWFALSE",
+        0x8a => "LONG1",
+        0x8b => "LONG4",
+        b'B' => "BINBYTES",
+        b'C' => "SHORT_BINBYTES",
+        0x8c => "SHORT_BINUNICODE",
+        0x8d => "BINUNICODE8",
+        0x8e => "BINBYTES8",
+        0x8f => "EMPTY_SET",
+        0x90 => "ADDITEMS",
+        0x91 => "FROZENSET",
+        0x92 => "NEWOBJ_EX",
+        0x93 => "STACK_GLOBAL",
+        0x94 => "MEMOIZE",
+        0x95 => "FRAME",
+        0x96 => "BYTEARRAY8",
+        0x97 => "NEXT_BUFFER",
+        0x98 => "READONLY_BUFFER",
+        _ => "unknown",
+    }
+}
+
+impl<'a> Vm<'a> {
+    fn err(&self, msg: impl Into<String>) -> PickleError {
+        PickleError { offset: self.op_pos, msg: msg.into(), truncated: false }
+    }
+
+    fn take(&mut self, n: usize) -> PResult<&'a [u8]> {
+        if n > self.data.len() - self.pos {
+            return Err(PickleError {
+                offset: self.op_pos,
+                msg: format!("truncated input: needs {n} bytes, {} left", self.data.len() - self.pos),
+                truncated: true,
+            });
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    /// A length field: refused unless that many bytes remain, so no allocation follows a lie.
+    fn take_len(&mut self, n: u64) -> PResult<&'a [u8]> {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        self.take(n)
+    }
+
+    fn u8(&mut self) -> PResult<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> PResult<u16> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> PResult<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> PResult<u64> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    /// A text line (protocol 0 arguments), without its `\n`.
+    fn line(&mut self) -> PResult<&'a str> {
+        let rest = &self.data[self.pos..];
+        let Some(n) = rest.iter().position(|&b| b == b'\n') else {
+            return Err(PickleError { offset: self.op_pos, msg: "truncated input: unterminated line".into(), truncated: true });
+        };
+        let line = std::str::from_utf8(&rest[..n]).map_err(|_| self.err("line is not UTF-8"))?;
+        self.pos += n + 1;
+        Ok(line.strip_suffix('\r').unwrap_or(line))
+    }
+
+    fn push_node(&mut self, n: Node) -> PResult<V> {
+        let id = u32::try_from(self.nodes.len()).map_err(|_| self.err("too many objects"))?;
+        self.nodes.push(n);
+        Ok(V::Node(id))
+    }
+
+    fn pop(&mut self) -> PResult<V> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err(self.err("stack underflow"));
+        }
+        Ok(self.stack.pop().expect("non-empty"))
+    }
+
+    fn top(&self) -> PResult<V> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err(self.err("stack underflow"));
+        }
+        Ok(*self.stack.last().expect("non-empty"))
+    }
+
+    /// Everything above the last MARK, which is removed.
+    fn pop_mark(&mut self) -> PResult<Vec<V>> {
+        let m = self.marks.pop().ok_or_else(|| self.err("no MARK on the stack"))?;
+        Ok(self.stack.split_off(m))
+    }
+
+    fn node(&self, v: V) -> Option<&Node> {
+        match v {
+            V::Node(i) => self.nodes.get(i as usize),
+            _ => None,
+        }
+    }
+
+    fn str_of(&self, v: V) -> Option<&str> {
+        match self.node(v) {
+            Some(Node::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn global_of(&self, v: V) -> Option<Arc<Global>> {
+        match self.node(v) {
+            Some(Node::Global(g)) => Some(g.clone()),
+            _ => None,
+        }
+    }
+
+    fn seq_of(&self, v: V) -> Option<&[V]> {
+        match self.node(v) {
+            Some(Node::Tuple(t)) | Some(Node::List(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn memo_put(&mut self, key: u64) -> PResult<()> {
+        let v = self.top()?;
+        self.memo.insert(key, v);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, key: u64) -> PResult<()> {
+        let v = *self.memo.get(&key).ok_or_else(|| self.err(format!("memo key {key} was never stored")))?;
+        self.stack.push(v);
+        Ok(())
+    }
+
+    fn run(&mut self) -> PResult<V> {
+        loop {
+            self.op_pos = self.pos;
+            let op = self.u8()?;
+            match op {
+                0x80 => {
+                    let p = self.u8()?;
+                    if p > 5 {
+                        return Err(self.err(format!("unsupported pickle protocol {p}")));
+                    }
+                }
+                0x95 => {
+                    // FRAME: a length hint for buffered readers; the data follows inline.
+                    self.u64()?;
+                }
+                b'.' => {
+                    let top = self.pop()?;
+                    return Ok(top);
+                }
+                b'(' => self.marks.push(self.stack.len()),
+                b'0' => {
+                    if self.marks.last() == Some(&self.stack.len()) {
+                        self.marks.pop();
+                    } else {
+                        self.pop()?;
+                    }
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let v = self.top()?;
+                    self.stack.push(v);
+                }
+                b'N' => self.stack.push(V::None),
+                0x88 => self.stack.push(V::Bool(true)),
+                0x89 => self.stack.push(V::Bool(false)),
+                b'J' => {
+                    let v = self.u32()? as i32;
+                    self.stack.push(V::Int(v as i64));
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.stack.push(V::Int(v as i64));
+                }
+                b'M' => {
+                    let v = self.u16()?;
+                    self.stack.push(V::Int(v as i64));
+                }
+                0x8a => {
+                    let n = self.u8()? as u64;
+                    let b = self.take_len(n)?;
+                    let v = self.long_from_bytes(b)?;
+                    self.stack.push(v);
+                }
+                0x8b => {
+                    let n = self.u32()?;
+                    if n & 0x8000_0000 != 0 {
+                        return Err(self.err("LONG4 with a negative length"));
+                    }
+                    let b = self.take_len(n as u64)?;
+                    let v = self.long_from_bytes(b)?;
+                    self.stack.push(v);
+                }
+                b'I' => {
+                    let line = self.line()?;
+                    let v = match line {
+                        "00" => V::Bool(false),
+                        "01" => V::Bool(true),
+                        s => V::Int(s.trim().parse::<i64>().map_err(|_| self.err(format!("bad INT `{s}`")))?),
+                    };
+                    self.stack.push(v);
+                }
+                b'L' => {
+                    let line = self.line()?;
+                    let s = line.trim().trim_end_matches('L');
+                    let v = s.parse::<i64>().map_err(|_| self.err(format!("LONG `{line}` out of range")))?;
+                    self.stack.push(V::Int(v));
+                }
+                b'G' => {
+                    let b = self.take(8)?;
+                    self.stack.push(V::Float(f64::from_be_bytes(b.try_into().expect("8 bytes"))));
+                }
+                b'F' => {
+                    let line = self.line()?;
+                    let v = line.trim().parse::<f64>().map_err(|_| self.err(format!("bad FLOAT `{line}`")))?;
+                    self.stack.push(V::Float(v));
+                }
+                b'X' => {
+                    let n = self.u32()? as u64;
+                    self.unicode(n)?;
+                }
+                0x8c => {
+                    let n = self.u8()? as u64;
+                    self.unicode(n)?;
+                }
+                0x8d => {
+                    let n = self.u64()?;
+                    self.unicode(n)?;
+                }
+                b'V' => {
+                    // Raw-unicode-escape text; torch never writes it. Taken as UTF-8.
+                    let line = self.line()?.to_string();
+                    let v = self.push_node(Node::Str(line))?;
+                    self.stack.push(v);
+                }
+                b'B' => {
+                    let n = self.u32()? as u64;
+                    self.bytes(n)?;
+                }
+                b'C' => {
+                    let n = self.u8()? as u64;
+                    self.bytes(n)?;
+                }
+                0x8e | 0x96 => {
+                    let n = self.u64()?;
+                    self.bytes(n)?;
+                }
+                b'T' | b'U' => {
+                    // Python 2 `str`: Python 3 decodes it as text (latin-1 keeps every byte).
+                    let n = if op == b'T' { self.u32()? as u64 } else { self.u8()? as u64 };
+                    let b = self.take_len(n)?;
+                    let s: String = b.iter().map(|&c| c as char).collect();
+                    let v = self.push_node(Node::Str(s))?;
+                    self.stack.push(v);
+                }
+                b')' => {
+                    let v = self.push_node(Node::Tuple(Vec::new()))?;
+                    self.stack.push(v);
+                }
+                b']' => {
+                    let v = self.push_node(Node::List(Vec::new()))?;
+                    self.stack.push(v);
+                }
+                b'}' => {
+                    let v = self.push_node(Node::Dict(Vec::new()))?;
+                    self.stack.push(v);
+                }
+                0x8f => {
+                    let v = self.push_node(Node::List(Vec::new()))?;
+                    self.stack.push(v);
+                }
+                b't' => {
+                    let items = self.pop_mark()?;
+                    let v = self.push_node(Node::Tuple(items))?;
+                    self.stack.push(v);
+                }
+                0x85..=0x87 => {
+                    let n = (op - 0x84) as usize;
+                    let floor = self.marks.last().copied().unwrap_or(0);
+                    if self.stack.len() < floor + n {
+                        return Err(self.err("stack underflow"));
+                    }
+                    let items = self.stack.split_off(self.stack.len() - n);
+                    let v = self.push_node(Node::Tuple(items))?;
+                    self.stack.push(v);
+                }
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    let v = self.push_node(Node::List(items))?;
+                    self.stack.push(v);
+                }
+                0x91 => {
+                    let items = self.pop_mark()?;
+                    let v = self.push_node(Node::List(items))?;
+                    self.stack.push(v);
+                }
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    if items.len() % 2 != 0 {
+                        return Err(self.err("DICT with an odd number of items"));
+                    }
+                    let pairs = items.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+                    let v = self.push_node(Node::Dict(pairs))?;
+                    self.stack.push(v);
+                }
+                b'a' => {
+                    let item = self.pop()?;
+                    let target = self.top()?;
+                    self.append(target, vec![item])?;
+                }
+                b'e' | 0x90 => {
+                    let items = self.pop_mark()?;
+                    let target = self.top()?;
+                    self.append(target, items)?;
+                }
+                b's' => {
+                    let v = self.pop()?;
+                    let k = self.pop()?;
+                    let target = self.top()?;
+                    self.set_items(target, vec![(k, v)])?;
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    if items.len() % 2 != 0 {
+                        return Err(self.err("SETITEMS with an odd number of items"));
+                    }
+                    let target = self.top()?;
+                    let pairs = items.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+                    self.set_items(target, pairs)?;
+                }
+                b'c' => {
+                    let module = self.line()?.to_string();
+                    let name = self.line()?.to_string();
+                    let v = self.global(module, name)?;
+                    self.stack.push(v);
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    let (Some(module), Some(name)) = (self.str_of(module), self.str_of(name)) else {
+                        return Err(self.err("STACK_GLOBAL needs two strings"));
+                    };
+                    let (module, name) = (module.to_string(), name.to_string());
+                    let v = self.global(module, name)?;
+                    self.stack.push(v);
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let func = self.pop()?;
+                    let args = self.seq_of(args).ok_or_else(|| self.err("REDUCE arguments are not a tuple"))?.to_vec();
+                    let v = self.call(func, args)?;
+                    self.stack.push(v);
+                }
+                0x81 => {
+                    let args = self.pop()?;
+                    let cls = self.pop()?;
+                    let args = self.seq_of(args).ok_or_else(|| self.err("NEWOBJ arguments are not a tuple"))?.to_vec();
+                    let v = self.new_object(cls, args, Vec::new())?;
+                    self.stack.push(v);
+                }
+                0x92 => {
+                    let kwargs = self.pop()?;
+                    let args = self.pop()?;
+                    let cls = self.pop()?;
+                    let args = self.seq_of(args).ok_or_else(|| self.err("NEWOBJ_EX arguments are not a tuple"))?.to_vec();
+                    let kwargs = match self.node(kwargs) {
+                        Some(Node::Dict(d)) => d.clone(),
+                        _ => return Err(self.err("NEWOBJ_EX keyword arguments are not a dict")),
+                    };
+                    let v = self.new_object(cls, args, kwargs)?;
+                    self.stack.push(v);
+                }
+                b'i' => {
+                    let module = self.line()?.to_string();
+                    let name = self.line()?.to_string();
+                    let args = self.pop_mark()?;
+                    let cls = self.global(module, name)?;
+                    let v = self.new_object(cls, args, Vec::new())?;
+                    self.stack.push(v);
+                }
+                b'o' => {
+                    let mut items = self.pop_mark()?;
+                    if items.is_empty() {
+                        return Err(self.err("OBJ without a class"));
+                    }
+                    let args = items.split_off(1);
+                    let v = self.new_object(items[0], args, Vec::new())?;
+                    self.stack.push(v);
+                }
+                b'b' => {
+                    let state = self.pop()?;
+                    let target = self.top()?;
+                    self.build(target, state)?;
+                }
+                b'p' => {
+                    let line = self.line()?;
+                    let key = line.trim().parse::<u64>().map_err(|_| self.err(format!("bad PUT key `{line}`")))?;
+                    self.memo_put(key)?;
+                }
+                b'q' => {
+                    let key = self.u8()? as u64;
+                    self.memo_put(key)?;
+                }
+                b'r' => {
+                    let key = self.u32()? as u64;
+                    self.memo_put(key)?;
+                }
+                0x94 => {
+                    let key = self.memo.len() as u64;
+                    self.memo_put(key)?;
+                }
+                b'g' => {
+                    let line = self.line()?;
+                    let key = line.trim().parse::<u64>().map_err(|_| self.err(format!("bad GET key `{line}`")))?;
+                    self.memo_get(key)?;
+                }
+                b'h' => {
+                    let key = self.u8()? as u64;
+                    self.memo_get(key)?;
+                }
+                b'j' => {
+                    let key = self.u32()? as u64;
+                    self.memo_get(key)?;
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    let v = self.persistent_load(pid)?;
+                    self.stack.push(v);
+                }
+                b'P' => {
+                    let line = self.line()?.to_string();
+                    let pid = self.push_node(Node::Str(line))?;
+                    let v = self.persistent_load(pid)?;
+                    self.stack.push(v);
+                }
+                _ => {
+                    let name = opcode_name(op);
+                    return Err(self.err(format!("unsupported opcode 0x{op:02x} ({name})")));
+                }
+            }
+        }
+    }
+
+    fn long_from_bytes(&mut self, b: &[u8]) -> PResult<V> {
+        if b.is_empty() {
+            return Ok(V::Int(0));
+        }
+        if b.len() <= 8 {
+            let neg = b[b.len() - 1] & 0x80 != 0;
+            let mut buf = if neg { [0xffu8; 8] } else { [0u8; 8] };
+            buf[..b.len()].copy_from_slice(b);
+            return Ok(V::Int(i64::from_le_bytes(buf)));
+        }
+        self.push_node(Node::BigInt(b.to_vec()))
+    }
+
+    fn unicode(&mut self, n: u64) -> PResult<()> {
+        let b = self.take_len(n)?;
+        let s = std::str::from_utf8(b).map_err(|_| self.err("string is not valid UTF-8"))?.to_string();
+        let v = self.push_node(Node::Str(s))?;
+        self.stack.push(v);
+        Ok(())
+    }
+
+    fn bytes(&mut self, n: u64) -> PResult<()> {
+        let b = self.take_len(n)?.to_vec();
+        let v = self.push_node(Node::Bytes(b))?;
+        self.stack.push(v);
+        Ok(())
+    }
+
+    fn global(&mut self, module: String, name: String) -> PResult<V> {
+        // Python 3 maps Python 2 module names when loading old pickles (`_compat_pickle`).
+        let module = match module.as_str() {
+            "__builtin__" => "builtins".to_string(),
+            "copy_reg" => "copyreg".to_string(),
+            _ => module,
+        };
+        self.push_node(Node::Global(Arc::new(Global { module, name })))
+    }
+
+    fn append(&mut self, target: V, items: Vec<V>) -> PResult<()> {
+        let V::Node(i) = target else { return Err(self.err("APPEND to a scalar")) };
+        match &mut self.nodes[i as usize] {
+            Node::List(l) => l.extend(items),
+            Node::Object { list, .. } => list.extend(items),
+            _ => return Err(self.err("APPEND to something that is not a list")),
+        }
+        Ok(())
+    }
+
+    fn set_items(&mut self, target: V, pairs: Vec<(V, V)>) -> PResult<()> {
+        let V::Node(i) = target else { return Err(self.err("SETITEM on a scalar")) };
+        match &mut self.nodes[i as usize] {
+            Node::Dict(d) => d.extend(pairs),
+            Node::Object { items, .. } => items.extend(pairs),
+            _ => return Err(self.err("SETITEM on something that is not a dict")),
+        }
+        Ok(())
+    }
+
+    fn build(&mut self, target: V, state: V) -> PResult<()> {
+        let V::Node(i) = target else { return Err(self.err("BUILD on a scalar")) };
+        // Merge successive dict states, as `__dict__.update` would.
+        let new_pairs = match self.node(state) {
+            Some(Node::Dict(d)) => Some(d.clone()),
+            _ => None,
+        };
+        let old_state = match &self.nodes[i as usize] {
+            Node::Object { state: s, .. } => *s,
+            // BUILD on a dict, list or tensor (OrderedDict's `_metadata`, Parameter state):
+            // attributes we do not need; the value itself is unchanged.
+            _ => return Ok(()),
+        };
+        if let (Some(V::Node(old)), Some(pairs)) = (old_state, new_pairs) {
+            if let Node::Dict(d) = &mut self.nodes[old as usize] {
+                d.extend(pairs);
+                return Ok(());
+            }
+        }
+        if let Node::Object { state: s, .. } = &mut self.nodes[i as usize] {
+            *s = Some(state);
+        }
+        Ok(())
+    }
+
+    fn new_object(&mut self, cls: V, args: Vec<V>, kwargs: Vec<(V, V)>) -> PResult<V> {
+        if let Some(g) = self.global_of(cls) {
+            if g.is("collections", "OrderedDict") || g.is("builtins", "dict") {
+                return self.push_node(Node::Dict(Vec::new()));
+            }
+        }
+        self.push_node(Node::Object { class: cls, args, kwargs, state: None, items: Vec::new(), list: Vec::new() })
+    }
+
+    fn int_arg(&self, v: V, what: &str) -> PResult<i64> {
+        match v {
+            V::Int(i) => Ok(i),
+            V::Bool(b) => Ok(b as i64),
+            _ => Err(self.err(format!("{what} is not an integer"))),
+        }
+    }
+
+    fn usize_list(&self, v: V, what: &str) -> PResult<Vec<usize>> {
+        let items = self.seq_of(v).ok_or_else(|| self.err(format!("{what} is not a tuple")))?;
+        items
+            .iter()
+            .map(|&x| {
+                let i = self.int_arg(x, what)?;
+                usize::try_from(i).map_err(|_| self.err(format!("{what} has a negative entry {i}")))
+            })
+            .collect()
+    }
+
+    /// `REDUCE`: interpret the callables torch checkpoints need; record every other call.
+    fn call(&mut self, func: V, args: Vec<V>) -> PResult<V> {
+        let Some(g) = self.global_of(func) else {
+            return self.push_node(Node::Object {
+                class: func,
+                args,
+                kwargs: Vec::new(),
+                state: None,
+                items: Vec::new(),
+                list: Vec::new(),
+            });
+        };
+        let (module, name) = (g.module.as_str(), g.name.as_str());
+        match (module, name) {
+            ("collections", "OrderedDict") | ("builtins", "dict") => {
+                let mut pairs = Vec::new();
+                if let Some(&src) = args.first() {
+                    let items = self.seq_of(src).ok_or_else(|| self.err("OrderedDict argument is not a list"))?.to_vec();
+                    for it in items {
+                        match self.seq_of(it) {
+                            Some([k, v]) => pairs.push((*k, *v)),
+                            _ => return Err(self.err("OrderedDict item is not a pair")),
+                        }
+                    }
+                }
+                self.push_node(Node::Dict(pairs))
+            }
+            ("builtins", "set") | ("builtins", "frozenset") | ("builtins", "list") | ("builtins", "tuple") | ("torch", "Size") => {
+                let items = match args.first() {
+                    Some(&src) => self.seq_of(src).ok_or_else(|| self.err(format!("{g} argument is not a sequence")))?.to_vec(),
+                    None => Vec::new(),
+                };
+                if name == "tuple" || name == "Size" {
+                    self.push_node(Node::Tuple(items))
+                } else {
+                    self.push_node(Node::List(items))
+                }
+            }
+            ("_codecs", "encode") => {
+                // Protocol 2 writes `bytes` as `_codecs.encode(text, "latin1")`.
+                let text = args.first().and_then(|&a| self.str_of(a)).ok_or_else(|| self.err("_codecs.encode needs a string"))?;
+                let bytes = text
+                    .chars()
+                    .map(|c| u8::try_from(c as u32).map_err(|_| self.err("_codecs.encode: text is not latin-1")))
+                    .collect::<PResult<Vec<u8>>>()?;
+                self.push_node(Node::Bytes(bytes))
+            }
+            ("torch._utils", "_rebuild_tensor") | ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor_v3") => {
+                self.rebuild_tensor(name, &args)
+            }
+            ("torch._utils", "_rebuild_parameter")
+            | ("torch._utils", "_rebuild_parameter_with_state")
+            | ("torch.nn.parameter", "Parameter") => {
+                // A Parameter is its data tensor (requires_grad and hooks do not matter here).
+                args.first().copied().ok_or_else(|| self.err(format!("{name} without arguments")))
+            }
+            ("torch._tensor", "_rebuild_from_type_v2") | ("torch._tensor", "_rebuild_from_type") => {
+                // (func, type, args, state): a tensor subclass; rebuild the plain tensor.
+                let (Some(&f), Some(&a)) = (args.first(), args.get(2)) else {
+                    return Err(self.err(format!("{name} needs (func, type, args, state)")));
+                };
+                let inner = self.seq_of(a).ok_or_else(|| self.err(format!("{name} arguments are not a tuple")))?.to_vec();
+                self.call(f, inner)
+            }
+            ("torch.jit._pickle", n) if n.starts_with("build_") || n == "restore_type_tag" => {
+                // TorchScript wraps typed lists: `build_intlist([..])`, `restore_type_tag(v, ty)`.
+                args.first().copied().ok_or_else(|| self.err(format!("{name} without arguments")))
+            }
+            ("copyreg", "_reconstructor") | ("copyreg", "__newobj__") => {
+                let Some(&cls) = args.first() else { return Err(self.err(format!("{name} without a class"))) };
+                let rest = if name == "__newobj__" { args[1..].to_vec() } else { Vec::new() };
+                self.new_object(cls, rest, Vec::new())
+            }
+            _ => self.push_node(Node::Object { class: func, args, kwargs: Vec::new(), state: None, items: Vec::new(), list: Vec::new() }),
+        }
+    }
+
+    fn rebuild_tensor(&mut self, name: &str, args: &[V]) -> PResult<V> {
+        let need = if name == "_rebuild_tensor" {
+            4
+        } else if name == "_rebuild_tensor_v3" {
+            7
+        } else {
+            6
+        };
+        if args.len() < need {
+            return Err(self.err(format!("{name} needs {need} arguments, got {}", args.len())));
+        }
+        let storage = match self.node(args[0]) {
+            Some(Node::Storage(s)) => s.clone(),
+            // A storage we could not decode (unknown dtype, odd persistent id): keep the call.
+            _ => {
+                let func = self.global("torch._utils".into(), name.into())?;
+                return self.push_node(Node::Object {
+                    class: func,
+                    args: args.to_vec(),
+                    kwargs: Vec::new(),
+                    state: None,
+                    items: Vec::new(),
+                    list: Vec::new(),
+                });
+            }
+        };
+        let offset = self.int_arg(args[1], "storage offset")?;
+        let offset = u64::try_from(offset).map_err(|_| self.err(format!("negative storage offset {offset}")))?;
+        let shape = self.usize_list(args[2], "tensor size")?;
+        let strides = self.usize_list(args[3], "tensor stride")?;
+        if shape.len() != strides.len() {
+            return Err(self.err(format!("tensor size {shape:?} and stride {strides:?} differ in rank")));
+        }
+        let dtype = if name == "_rebuild_tensor_v3" {
+            let g = self.global_of(args[6]).ok_or_else(|| self.err("_rebuild_tensor_v3 dtype is not a torch dtype"))?;
+            match DType::from_torch_name(&g.name) {
+                Some(d) if g.module == "torch" => d,
+                _ => {
+                    let func = self.global("torch._utils".into(), name.into())?;
+                    return self.push_node(Node::Object {
+                        class: func,
+                        args: args.to_vec(),
+                        kwargs: Vec::new(),
+                        state: None,
+                        items: Vec::new(),
+                        list: Vec::new(),
+                    });
+                }
+            }
+        } else {
+            storage.dtype
+        };
+        self.push_node(Node::Tensor(TensorRef { storage, dtype, offset, shape, strides }))
+    }
+
+    /// `BINPERSID`: torch's `('storage', storage_type, key, location, numel[, view_metadata])`.
+    fn persistent_load(&mut self, pid: V) -> PResult<V> {
+        let record = self.seq_of(pid).map(|s| s.to_vec());
+        let storage = record.as_deref().and_then(|r| self.storage_record(r).transpose()).transpose()?;
+        match storage {
+            Some(s) => self.push_node(Node::Storage(Arc::new(s))),
+            None => {
+                let func = self.global("pickle".into(), "persistent_load".into())?;
+                self.push_node(Node::Object {
+                    class: func,
+                    args: vec![pid],
+                    kwargs: Vec::new(),
+                    state: None,
+                    items: Vec::new(),
+                    list: Vec::new(),
+                })
+            }
+        }
+    }
+
+    fn storage_record(&self, r: &[V]) -> PResult<Option<Storage>> {
+        if r.len() < 5 || self.str_of(r[0]) != Some("storage") {
+            return Ok(None);
+        }
+        let Some(class) = self.global_of(r[1]) else { return Ok(None) };
+        let Some(dtype) = DType::from_storage_class(&class.name) else { return Ok(None) };
+        let key = match (self.str_of(r[2]), r[2]) {
+            (Some(s), _) => s.to_string(),
+            (None, V::Int(i)) => i.to_string(),
+            _ => return Err(self.err("storage key is not a string")),
+        };
+        let location = self.str_of(r[3]).unwrap_or("cpu").to_string();
+        let numel = self.int_arg(r[4], "storage size")?;
+        let mut numel = u64::try_from(numel).map_err(|_| self.err(format!("negative storage size {numel}")))?;
+        let mut view_offset = 0;
+        if let Some(&view) = r.get(5) {
+            if let Some(v) = self.seq_of(view) {
+                // Legacy storage view: (view_key, offset, size) into the root storage.
+                let [_, off, size] = v else { return Err(self.err("storage view is not (key, offset, size)")) };
+                let off = u64::try_from(self.int_arg(*off, "view offset")?).map_err(|_| self.err("negative view offset"))?;
+                let size = u64::try_from(self.int_arg(*size, "view size")?).map_err(|_| self.err("negative view size"))?;
+                if off.checked_add(size).is_none_or(|end| end > numel) {
+                    return Err(self.err("storage view reaches past its storage"));
+                }
+                view_offset = off * dtype.size() as u64;
+                numel = size;
+            }
+        }
+        Ok(Some(Storage { key, dtype, numel, location, view_offset }))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Freezing the arena into `Value`s.
+
+    fn freeze_root(&self, top: V) -> PResult<Value> {
+        let mut f = Freezer { memo: vec![None; self.nodes.len()], busy: vec![false; self.nodes.len()] };
+        Ok(self.freeze(top, 0, &mut f)?.0)
+    }
+
+    /// Returns the value and its height (nesting levels below and including it).
+    fn freeze(&self, v: V, depth: usize, f: &mut Freezer) -> PResult<(Value, usize)> {
+        let i = match v {
+            V::None => return Ok((Value::None, 0)),
+            V::Bool(b) => return Ok((Value::Bool(b), 0)),
+            V::Int(x) => return Ok((Value::Int(x), 0)),
+            V::Float(x) => return Ok((Value::Float(x), 0)),
+            V::Node(i) => i as usize,
+        };
+        if let Some(done) = &f.memo[i] {
+            return Ok(done.clone());
+        }
+        if f.busy[i] {
+            return Ok((Value::Cycle, 0));
+        }
+        if depth >= MAX_DEPTH {
+            return Err(PickleError {
+                offset: self.data.len(),
+                msg: format!("containers nested deeper than {MAX_DEPTH}"),
+                truncated: false,
+            });
+        }
+        f.busy[i] = true;
+        let mut h = 0usize;
+        let mut sub = |v: V, f: &mut Freezer| -> PResult<Value> {
+            let (x, hx) = self.freeze(v, depth + 1, f)?;
+            h = h.max(hx);
+            Ok(x)
+        };
+        let value = match &self.nodes[i] {
+            Node::Str(s) => Value::Str(s.as_str().into()),
+            Node::Bytes(b) => Value::Bytes(b.as_slice().into()),
+            Node::BigInt(b) => Value::BigInt(b.as_slice().into()),
+            Node::Global(g) => Value::Global(g.clone()),
+            Node::Storage(s) => Value::Storage(s.clone()),
+            Node::Tensor(t) => Value::Tensor(Arc::new(t.clone())),
+            Node::Tuple(items) => Value::Tuple(items.iter().map(|&x| sub(x, f)).collect::<PResult<Vec<_>>>()?.into()),
+            Node::List(items) => Value::List(items.iter().map(|&x| sub(x, f)).collect::<PResult<Vec<_>>>()?.into()),
+            Node::Dict(pairs) => {
+                let mut out: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
+                let mut index: HashMap<KeyId, usize> = HashMap::new();
+                for &(k, v) in pairs {
+                    let (k, v) = (sub(k, f)?, sub(v, f)?);
+                    match KeyId::of(&k) {
+                        Some(id) => match index.get(&id) {
+                            Some(&pos) => out[pos].1 = v,
+                            None => {
+                                index.insert(id, out.len());
+                                out.push((k, v));
+                            }
+                        },
+                        None => out.push((k, v)),
+                    }
+                }
+                Value::Dict(out.into())
+            }
+            Node::Object { class, args, kwargs, state, items, list } => {
+                let obj = Object {
+                    class: sub(*class, f)?,
+                    args: args.iter().map(|&x| sub(x, f)).collect::<PResult<_>>()?,
+                    kwargs: kwargs.iter().map(|&(k, v)| Ok((sub(k, f)?, sub(v, f)?))).collect::<PResult<_>>()?,
+                    state: match state {
+                        Some(s) => sub(*s, f)?,
+                        None => Value::None,
+                    },
+                    items: items.iter().map(|&(k, v)| Ok((sub(k, f)?, sub(v, f)?))).collect::<PResult<_>>()?,
+                    list: list.iter().map(|&x| sub(x, f)).collect::<PResult<_>>()?,
+                };
+                Value::Object(Arc::new(obj))
+            }
+        };
+        let h = h + 1;
+        if h > MAX_DEPTH {
+            return Err(PickleError {
+                offset: self.data.len(),
+                msg: format!("containers nested deeper than {MAX_DEPTH}"),
+                truncated: false,
+            });
+        }
+        f.busy[i] = false;
+        f.memo[i] = Some((value.clone(), h));
+        Ok((value, h))
+    }
+}
+
+struct Freezer {
+    memo: Vec<Option<(Value, usize)>>,
+    busy: Vec<bool>,
+}
+
+/// Identity of a hashable dict key, for Python's "a key set twice keeps one entry".
+#[derive(PartialEq, Eq, Hash)]
+enum KeyId {
+    Str(Arc<str>),
+    Int(i64),
+    None,
+}
+
+impl KeyId {
+    fn of(v: &Value) -> Option<KeyId> {
+        match v {
+            Value::Str(s) => Some(KeyId::Str(s.clone())),
+            Value::Int(i) => Some(KeyId::Int(*i)),
+            Value::Bool(b) => Some(KeyId::Int(*b as i64)),
+            Value::None => Some(KeyId::None),
+            _ => None,
+        }
+    }
+}
