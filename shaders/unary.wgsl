@@ -6,7 +6,8 @@
 //           over x/y/z (device.rs `Grid::linear`).
 // Entries:  gelu (exact, erf), gelu_tanh, quick_gelu (x·σ(1.702x)), silu, sigmoid, tanh_op, relu,
 //           leaky_relu (slope alpha), elu (alpha), exp_op, affine (x·alpha + beta), fill (alpha; x unused),
-//           sqrt_op, square; (`_op` where the name is a WGSL builtin)
+//           sqrt_op, square, abs_op, clamp_op (to [alpha, beta]); (`_op` where the name is a WGSL
+//           builtin)
 //           gated (x is [rows, 2·cols], y is [rows, cols]): geglu = x[:, :c]·gelu(x[:, c:]),
 //           swiglu = x[:, :c]·silu(x[:, c:]).
 // Numerics: erf is a Taylor series for |x| < 0.5 (error < 1e-8) and Abramowitz–Stegun 7.1.26
@@ -152,6 +153,18 @@ fn sqrt_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 fn square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, nwg, lid);
     if (i < p.n) { let v = x[i]; y[i] = v * v; }
+}
+
+@compute @workgroup_size(256)
+fn abs_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if (i < p.n) { y[i] = abs(x[i]); }
+}
+
+@compute @workgroup_size(256)
+fn clamp_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if (i < p.n) { y[i] = clamp(x[i], p.alpha, p.beta); }
 }
 
 @compute @workgroup_size(256)

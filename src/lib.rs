@@ -29,6 +29,8 @@ pub mod error;
 pub mod image;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod imageio;
+pub mod models;
+pub mod nn;
 pub mod ops;
 pub mod rng;
 pub mod tensor;

@@ -25,6 +25,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pack_writer;
 pub mod pickle;
+pub mod plan;
 pub mod torch;
 pub mod zip;
 

@@ -136,7 +136,7 @@ impl HifiGan {
     }
 
     /// mel: [n, num_mels, frames] -> waveform [n, output_len(frames)] in [−1, 1].
-    pub fn forward(&self, mel: &Tensor, mut trace: Option<&mut super::audioldm::vae::Trace>) -> Result<Tensor> {
+    pub fn forward(&self, mel: &Tensor, mut trace: Option<&mut crate::models::audioldm::vae::Trace>) -> Result<Tensor> {
         let [n, m, _] = mel.dims("hifigan")?;
         if m != self.config.num_mels {
             return Err(Error::shape("hifigan", format!("[n, {}, frames]", self.config.num_mels), mel.shape()));

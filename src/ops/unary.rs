@@ -63,6 +63,13 @@ impl Tensor {
     pub fn square(&self) -> Result<Tensor> {
         self.unary(e::SQUARE, 0.0, 0.0)
     }
+    pub fn abs(&self) -> Result<Tensor> {
+        self.unary(e::ABS_OP, 0.0, 0.0)
+    }
+    /// Clamp to `[lo, hi]`.
+    pub fn clamp(&self, lo: f32, hi: f32) -> Result<Tensor> {
+        self.unary(e::CLAMP_OP, lo, hi)
+    }
     /// `x·a + b`.
     pub fn affine(&self, a: f32, b: f32) -> Result<Tensor> {
         self.unary(e::AFFINE, a, b)

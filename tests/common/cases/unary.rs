@@ -27,6 +27,8 @@ pub async fn unary_all(gpu: &Gpu) -> R {
             ("exp", t.exp().map_err(e)?, f64::exp, Tol { abs: 1e-6, rel: 4e-6 }),
             ("affine", t.affine(0.5, -1.25).map_err(e)?, |v| v * 0.5 - 1.25, ELEMENTWISE),
             ("square", t.square().map_err(e)?, |v| v * v, ELEMENTWISE),
+            ("abs", t.abs().map_err(e)?, f64::abs, ELEMENTWISE),
+            ("clamp", t.clamp(-1.5, 2.25).map_err(e)?, |v| v.clamp(-1.5, 2.25), ELEMENTWISE),
         ];
         for (name, got, f, tol) in cases {
             let want: Vec<f32> = x.iter().map(|&v| f(v as f64) as f32).collect();

@@ -1,0 +1,259 @@
+//! AudioLDM-S-full-v2 as `audioldm==0.1.1` runs it for SSV2A: the latent-diffusion UNet with
+//! FiLM conditioning ([`unet`]), DDIM and DPM-Solver++ sampling ([`sampler`]), the VAE decoder
+//! ([`vae`]) and the HiFi-GAN vocoder ([`crate::models::hifigan`]).
+//!
+//! One pack (`kind = "audioldm"`) holds every part, with the original checkpoint's key names:
+//! `model.diffusion_model.*` (the EMA weights when the checkpoint has them, as the official
+//! sampling runs under `ema_scope`), `first_stage_model.{post_quant_conv,decoder}.*`,
+//! `first_stage_model.vocoder.*` (weight norm folded if present) and `scale_factor`. Its
+//! metadata lists the `components` it has, so a pack converted from a partial state dict still
+//! loads the parts it holds.
+
+pub mod vae;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::convert::plan::{names_under, Plan, Recipe, TensorSource};
+use crate::models::hifigan::{self, HifiGan};
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+use crate::{Error, Result};
+use vae::{Trace, Vae, VaeConfig};
+
+/// Pack kind of AudioLDM packs.
+pub const KIND: &str = "audioldm";
+
+/// The noise schedule and latent geometry (LDM config keys).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DiffusionConfig {
+    pub timesteps: usize,
+    pub linear_start: f64,
+    pub linear_end: f64,
+    /// Latent channels.
+    pub channels: usize,
+    /// Latent frequency bins.
+    pub latent_f_size: usize,
+}
+
+impl Default for DiffusionConfig {
+    fn default() -> Self {
+        DiffusionConfig { timesteps: 1000, linear_start: 0.0015, linear_end: 0.0195, channels: 8, latent_f_size: 16 }
+    }
+}
+
+/// Everything the pack's `config` metadata holds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AudioLdmConfig {
+    pub vae: VaeConfig,
+    pub vocoder: hifigan::Config,
+    #[serde(default)]
+    pub diffusion: DiffusionConfig,
+    /// The UNet's constructor arguments (original names), when the pack has a UNet.
+    #[serde(default)]
+    pub unet: Option<serde_json::Value>,
+}
+
+impl AudioLdmConfig {
+    /// `audioldm-s-full-v2` as `default_audioldm_config` builds it.
+    pub fn s_full_v2() -> AudioLdmConfig {
+        AudioLdmConfig {
+            vae: VaeConfig::s_full_v2(),
+            vocoder: hifigan::Config::audioldm_16k_64(),
+            diffusion: DiffusionConfig::default(),
+            unet: Some(serde_json::json!({
+                "image_size": 64, "extra_film_condition_dim": 512, "extra_film_use_concat": true,
+                "in_channels": 8, "out_channels": 8, "model_channels": 128,
+                "attention_resolutions": [8, 4, 2], "num_res_blocks": 2, "channel_mult": [1, 2, 3, 5],
+                "num_head_channels": 32, "use_spatial_transformer": true, "transformer_depth": 1
+            })),
+        }
+    }
+
+    /// Read a config in this crate's layout or in AudioLDM's own (`first_stage_config`,
+    /// `unet_config`, vocoder `h`, LDM params at top level or under `model.params`).
+    pub fn from_json(v: &serde_json::Value) -> Result<AudioLdmConfig> {
+        if v.get("vae").is_some() {
+            return serde_json::from_value(v.clone()).map_err(|e| Error::Format(format!("AudioLDM config: {e}")));
+        }
+        let root = v.pointer("/model/params").unwrap_or(v);
+        let mut cfg = AudioLdmConfig::s_full_v2();
+        if let Some(fs) = root.pointer("/first_stage_config/params") {
+            cfg.vae = serde_json::from_value(fs.clone()).map_err(|e| Error::Format(format!("first_stage_config: {e}")))?;
+        }
+        if let Some(h) = root.get("h").or_else(|| root.pointer("/vocoder/h")).or_else(|| root.get("vocoder")) {
+            cfg.vocoder = serde_json::from_value(h.clone()).map_err(|e| Error::Format(format!("vocoder config: {e}")))?;
+        }
+        if let Some(u) = root.pointer("/unet_config/params") {
+            cfg.unet = Some(u.clone());
+        }
+        let ldm = root.get("ldm").unwrap_or(root);
+        let num = |k: &str| ldm.get(k).and_then(|x| x.as_f64());
+        if let Some(t) = num("timesteps") {
+            cfg.diffusion.timesteps = t as usize;
+        }
+        if let Some(x) = num("linear_start") {
+            cfg.diffusion.linear_start = x;
+        }
+        if let Some(x) = num("linear_end") {
+            cfg.diffusion.linear_end = x;
+        }
+        if let Some(x) = num("channels") {
+            cfg.diffusion.channels = x as usize;
+        }
+        if let Some(x) = num("latent_f_size") {
+            cfg.diffusion.latent_f_size = x as usize;
+        }
+        Ok(cfg)
+    }
+}
+
+/// `model_ema.` name of a `model.` parameter (LitEma removes the dots).
+pub fn ema_name(param: &str) -> String {
+    format!("model_ema.{}", param.trim_start_matches("model.").replace('.', ""))
+}
+
+/// Converter rules: the parts of an AudioLDM state dict the runtime uses.
+pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
+    let mut plan = Plan::new(KIND, serde_json::to_string(cfg).map_err(|e| Error::Format(e.to_string()))?);
+    let mut components = vec![];
+    // VAE decoder + post_quant_conv.
+    if src.contains("first_stage_model.decoder.conv_in.weight") {
+        for name in names_under(src, "first_stage_model.decoder").into_iter().chain(names_under(src, "first_stage_model.post_quant_conv")) {
+            let shape = src.shape(&name).unwrap_or_default();
+            plan.copy(src, &name, &shape)?;
+        }
+        components.push("vae");
+    }
+    // HiFi-GAN, folding weight norm.
+    let voc = names_under(src, "first_stage_model.vocoder");
+    if !voc.is_empty() {
+        let set: BTreeSet<&str> = voc.iter().map(|s| s.as_str()).collect();
+        for name in &voc {
+            if let Some(base) = name.strip_suffix(".weight_v") {
+                let g = format!("{base}.weight_g");
+                if !set.contains(g.as_str()) {
+                    return Err(Error::MissingWeight(format!("{}: {g}", src.describe())));
+                }
+                let shape = src.shape(name).unwrap_or_default();
+                plan.push(format!("{base}.weight"), shape, Recipe::WeightNorm { g, v: name.clone() });
+            } else if name.ends_with(".weight_g") {
+                continue;
+            } else {
+                let shape = src.shape(name).unwrap_or_default();
+                plan.copy(src, name, &shape)?;
+            }
+        }
+        components.push("vocoder");
+    }
+    // UNet: the EMA copy when the checkpoint has one for every parameter.
+    let unet = names_under(src, "model.diffusion_model");
+    if !unet.is_empty() {
+        let ema = unet.iter().all(|n| src.contains(&ema_name(n)));
+        for name in &unet {
+            let shape = src.shape(name).unwrap_or_default();
+            if ema {
+                plan.copy_as(src, &ema_name(name), name, &shape)?;
+            } else {
+                plan.copy(src, name, &shape)?;
+            }
+        }
+        plan.metadata.insert("ema".into(), ema.to_string());
+        components.push("unet");
+    }
+    if src.contains("scale_factor") {
+        let shape = src.shape("scale_factor").unwrap_or_default();
+        plan.copy(src, "scale_factor", &shape)?;
+    } else if components.contains(&"vae") {
+        return Err(Error::MissingWeight(format!("{}: scale_factor (AudioLDM's latent scale, a top-level buffer)", src.describe())));
+    }
+    if components.is_empty() {
+        return Err(Error::Format(format!(
+            "{}: no AudioLDM weights found (expected model.diffusion_model.*, first_stage_model.* keys)",
+            src.describe()
+        )));
+    }
+    plan.metadata.insert("components".into(), components.join(","));
+    Ok(plan)
+}
+
+/// The latent → waveform tail of `generate_sample`: the clamp rule, `latent / scale_factor`,
+/// the VAE decoder and the vocoder.
+pub struct Decoder {
+    pub vae: Vae,
+    pub vocoder: HifiGan,
+    pub scale_factor: f32,
+}
+
+/// Checks the pack and returns its config.
+pub fn pack_config(w: &Weights) -> Result<AudioLdmConfig> {
+    w.expect_kind(KIND)?;
+    AudioLdmConfig::from_json(&w.config::<serde_json::Value>()?)
+}
+
+/// Whether the pack holds `component` (`vae`, `vocoder`, `unet`).
+pub fn has_component(w: &Weights, component: &str) -> bool {
+    w.meta("components").map(|c| c.split(',').any(|x| x == component)).unwrap_or(false)
+}
+
+fn need(w: &Weights, component: &str) -> Result<()> {
+    if has_component(w, component) {
+        Ok(())
+    } else {
+        Err(Error::Format(format!("{}: this AudioLDM pack has no {component} (components: {})", w.source(), w.meta("components").unwrap_or("none"))))
+    }
+}
+
+impl Decoder {
+    pub fn load(w: &Weights) -> Result<Decoder> {
+        let cfg = pack_config(w)?;
+        need(w, "vae")?;
+        need(w, "vocoder")?;
+        let scale = w.host("scale_factor", &w.shape_of("scale_factor")?)?;
+        if scale.data.len() != 1 || !scale.data[0].is_finite() || scale.data[0] == 0.0 {
+            return Err(Error::Format(format!("{}: scale_factor must be one non-zero number", w.source())));
+        }
+        Ok(Decoder {
+            vae: Vae::load(w, &cfg.vae)?,
+            vocoder: HifiGan::load(&w.sub("first_stage_model.vocoder"), &cfg.vocoder)?,
+            scale_factor: scale.data[0],
+        })
+    }
+
+    /// The official rule before decoding: if max |latent| over the whole batch exceeds 100,
+    /// every value is clamped to [−10, 10]. latent: [n, c, t, f] -> same.
+    pub async fn clamp_rule(latent: &Tensor) -> Result<Tensor> {
+        let flat = latent.reshape([latent.numel()])?;
+        let m = flat.abs()?.max_last()?.to_vec().await?;
+        if m[0] > 100.0 {
+            latent.clamp(-10.0, 10.0)
+        } else {
+            Ok(latent.clone())
+        }
+    }
+
+    /// VAE decode of a diffusion latent (multiplied by 1/scale_factor as AudioLDM does, with the
+    /// reciprocal computed in f32). latent: [n, 8, t, f] -> mel [n, 1, 4t, 4f]
+    pub fn latent_to_mel(&self, latent: &Tensor, trace: Option<&mut Trace>) -> Result<Tensor> {
+        let z = latent.scale(1.0f32 / self.scale_factor)?;
+        self.vae.decode(&z, trace)
+    }
+
+    /// mel [n, 1, frames, mels] -> waveform [n, 160·frames + 32]
+    pub fn mel_to_waveform(&self, mel: &Tensor, trace: Option<&mut Trace>) -> Result<Tensor> {
+        let [n, one, frames, mels] = mel.dims("hifigan")?;
+        if one != 1 || mels != self.vocoder.config.num_mels {
+            return Err(Error::shape("hifigan", format!("mel [n, 1, frames, {}]", self.vocoder.config.num_mels), mel.shape()));
+        }
+        let m = mel.reshape([n, frames, mels])?.permute(&[0, 2, 1])?;
+        self.vocoder.forward(&m, trace)
+    }
+
+    /// The whole tail: clamp rule, decode, vocode. latent [n, 8, t, f] -> waveform [n, samples]
+    pub async fn latent_to_waveform(&self, latent: &Tensor) -> Result<Tensor> {
+        let z = Self::clamp_rule(latent).await?;
+        let mel = self.latent_to_mel(&z, None)?;
+        self.mel_to_waveform(&mel, None)
+    }
+}

@@ -1,0 +1,5 @@
+//! Model architectures, one file (or folder) per checkpoint family, each with its config, its
+//! `load(&Weights)` and `forward`, and its converter rules.
+
+pub mod audioldm;
+pub mod hifigan;
