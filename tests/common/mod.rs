@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cases;
+pub mod golden;
 
 use ssv2a::rng::Rng;
 use ssv2a::Gpu;
