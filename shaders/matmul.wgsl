@@ -9,8 +9,8 @@
 //           2 bias: array<f32> (read)     [n], used when flags bit 0 is set (else a dummy buffer)
 //           3 c: array<f32> (write)       element (m, n) at c_off + i0·sc0 + i1·sc1 + m·ldc + n
 //           4 p: MatmulParams (uniform)
-//           (All offsets in elements of the operand's type; buffers are untyped, so an f32
-//           tensor binds as A or B alike.)
+//           (Offsets and strides count scalar elements — f32, or f16 for fp16 B — not vectors;
+//           buffers are untyped, so an f32 tensor binds as A or B alike.)
 // Params:   m, n, k; lda/ldb/ldc row strides; batches = b0·b1 with batch z = i0·b1 + i1;
 //           act = `ops::Act` as u32; alpha scales A·op(B) before the bias; tiles_m, tiles_n,
 //           lanes_n describe the grid (below).
@@ -26,8 +26,8 @@
 //           (64 / lanes_n) × lanes_n lane grid (lanes_n a power of two chosen by the host to
 //           fit m and n), so a workgroup covers (64 / lanes_n)·8 rows × lanes_n·16 columns.
 //           Linear workgroup index w (folded over x/y/z) = (z·tiles_m + tile_m)·tiles_n + tile_n.
-//           linear_naive: one invocation per element of C (index z·m·n + m·n_i + n), 64 per
-//           workgroup.
+//           linear_naive: one invocation per element of C (invocation z·m·n + row·n + col), 64
+//           per workgroup.
 // Entries:  linear       C = A·Bᵀ, register-tiled (nn.Linear, 1×1 conv, attention Q·Kᵀ with
 //                        W_F16 = false)
 //           bmm_nn       C = A·B with f32 B [k, n], register-tiled (attention P·V)
@@ -48,6 +48,10 @@
 //           indices 20.5 (llvmpipe keeps loop-indexed arrays in memory); plus vec4/vec2 loads
 //           27.5; a vec4<u32> B binding was slower for fp16 (22.6) and no faster for f32.
 //           LLVM compile of a tiled pipeline: about 0.7 s of CPU on a cold Mesa shader cache.
+// Subgroups: not used. naga rejects a whole module that uses subgroup ops on a device without
+//           the feature (and wgpu 30 never enables it in browsers), so the subgroup-broadcast
+//           kernel of the spec (about 2x on lavapipe) needs its own family file, selected when
+//           `GpuInfo::subgroups`, with this one as the fallback.
 // Numerics: f32 accumulation in k order (a mat4x4·vec4 per 4 k values); activations as in
 //           unary.wgsl (the same erf/tanh helpers).
 

@@ -7,6 +7,12 @@
 //! the lane layout of the 64-invocation workgroup (`lanes_n`) is chosen per shape so small M
 //! or small N do not launch idle lanes. `linear_naive` (one dot product per invocation) is
 //! kept only as the benchmark baseline.
+//!
+//! Measured on lavapipe (2 threads, CPU time of the process, so other load on the host does
+//! not count): 1024³ with fp16 weights 26 GFLOP/s, f32 weights 21; [4096×1280]·[1280×640]ᵀ
+//! 27 (fp16) and 21 (f32); the naive kernel 1.4. LLVM compiles each tiled pipeline in about
+//! 0.7 s of CPU on a cold Mesa shader cache (`W_F16` × `ALIGNED` variants are compiled only
+//! when used).
 
 use super::{params, same_gpu, u32_of, Act};
 use crate::device::Grid;
