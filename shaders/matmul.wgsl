@@ -9,8 +9,8 @@
 //           2 bias: array<f32> (read)     [n], used when flags bit 0 is set (else a dummy buffer)
 //           3 c: array<f32> (write)       element (m, n) at c_off + i0·sc0 + i1·sc1 + m·ldc + n
 //           4 p: MatmulParams (uniform)
-//           (All offsets in elements of the operand's type; buffers are untyped, so an f32
-//           tensor binds as A or B alike.)
+//           (Offsets and strides count scalar elements — f32, or f16 for fp16 B — not vectors;
+//           buffers are untyped, so an f32 tensor binds as A or B alike.)
 // Params:   m, n, k; lda/ldb/ldc row strides; batches = b0·b1 with batch z = i0·b1 + i1;
 //           act = `ops::Act` as u32; alpha scales A·op(B) before the bias; tiles_m, tiles_n,
 //           lanes_n describe the grid (below).
@@ -26,8 +26,8 @@
 //           (64 / lanes_n) × lanes_n lane grid (lanes_n a power of two chosen by the host to
 //           fit m and n), so a workgroup covers (64 / lanes_n)·8 rows × lanes_n·16 columns.
 //           Linear workgroup index w (folded over x/y/z) = (z·tiles_m + tile_m)·tiles_n + tile_n.
-//           linear_naive: one invocation per element of C (index z·m·n + m·n_i + n), 64 per
-//           workgroup.
+//           linear_naive: one invocation per element of C (invocation z·m·n + row·n + col), 64
+//           per workgroup.
 // Entries:  linear       C = A·Bᵀ, register-tiled (nn.Linear, 1×1 conv, attention Q·Kᵀ with
 //                        W_F16 = false)
 //           bmm_nn       C = A·B with f32 B [k, n], register-tiled (attention P·V)
@@ -39,14 +39,19 @@
 //           with no workgroup memory and no barriers (workgroup tiles are slower on llvmpipe).
 //           8×16 keeps the 128 accumulators within a real GPU's register file, and lanes of a
 //           workgroup share A rows, which GPUs serve from cache. Rows/columns past m/n are
-//           clamped to the last one (results not stored); the k tail (k % 4 ≠ 0) is peeled out
-//           of the main loop and masked with `select`. Bias and activation run in a second,
-//           rolled loop over the invocation's block (re-reading C), so the activation code is
-//           not unrolled 128 times.
-//           Measured on this lavapipe (1024³, fp16 B, CPU-time normalised): block written with
-//           loops over private arrays 8.3 GFLOP/s, the same block written out with constant
-//           indices 20.5 (llvmpipe keeps loop-indexed arrays in memory), plus vec4/vec2 loads
+//           clamped to the last one (results not stored); values past k (last step when
+//           k % 4 ≠ 0) are zeroed with `select`. Bias and activation run in a second, rolled
+//           loop over the invocation's block (re-reading C), so the activation code is not
+//           unrolled 128 times.
+//           Measured on this lavapipe (1024³, fp16 B, CPU-time normalised to 2 threads): the
+//           block written with loops over private arrays 8.3 GFLOP/s; written out with constant
+//           indices 20.5 (llvmpipe keeps loop-indexed arrays in memory); plus vec4/vec2 loads
 //           27.5; a vec4<u32> B binding was slower for fp16 (22.6) and no faster for f32.
+//           LLVM compile of a tiled pipeline: about 0.7 s of CPU on a cold Mesa shader cache.
+// Subgroups: not used. naga rejects a whole module that uses subgroup ops on a device without
+//           the feature (and wgpu 30 never enables it in browsers), so the subgroup-broadcast
+//           kernel of the spec (about 2x on lavapipe) needs its own family file, selected when
+//           `GpuInfo::subgroups`, with this one as the fallback.
 // Numerics: f32 accumulation in k order (a mat4x4·vec4 per 4 k values); activations as in
 //           unary.wgsl (the same erf/tanh helpers).
 
@@ -235,27 +240,40 @@ fn b_rows4(t: Tile, q: u32) -> vec4<u32> {
     return vec4<u32>(t.b_base) + cols * p.ldb;
 }
 
-// A 4-column × 4-k block of op(B) as a matrix whose column kk holds the 4 columns' values at
-// k0 + kk, so `acc += bq · a4` adds Σ_kk a4[kk]·op(B)[k0 + kk][cols].
-// `linear`: r = the 4 B rows' offsets + k0.
-fn b_nt(r: vec4<u32>) -> mat4x4<f32> {
-    return transpose(mat4x4<f32>(load_b4(r.x), load_b4(r.y), load_b4(r.z), load_b4(r.w)));
+// One 4-wide k step: k0 = its first k, kc = k0 .. k0 + 3 clamped to k − 1, km = (k0 + i < k).
+// Values at k ≥ k (only in the last step when k % 4 ≠ 0) are zeroed with `select` in both
+// operands, so nothing read past a row (the next row, or bounds-checked reads past the buffer)
+// reaches an accumulator; the masks cost a few ALU ops per step and save a peeled tail step
+// (a second copy of the 512-FMA block: measured 20 % longer LLVM compile, no faster).
+
+// A values of the block's 8 rows.
+fn a_step(ar: array<u32, 8>, k0: u32, kc: vec4<u32>, km: vec4<bool>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        a_masked(ar[0], k0, kc, km), a_masked(ar[1], k0, kc, km), a_masked(ar[2], k0, kc, km), a_masked(ar[3], k0, kc, km),
+        a_masked(ar[4], k0, kc, km), a_masked(ar[5], k0, kc, km), a_masked(ar[6], k0, kc, km), a_masked(ar[7], k0, kc, km));
 }
 
-// The same for the k tail: k4 = first k of the tail, kc = k4 .. k4 + 3 clamped into the row,
-// km = (k4 + i < k). Lanes past k are zeroed.
-fn b_nt_tail(r: vec4<u32>, k4: u32, kc: vec4<u32>, km: vec4<bool>) -> mat4x4<f32> {
+fn a_masked(r: u32, k0: u32, kc: vec4<u32>, km: vec4<bool>) -> vec4<f32> {
+    let z = vec4<f32>(0.0);
+    if (ALIGNED) {
+        return select(z, load_a4(r + k0), km);
+    }
+    return select(z, vec4<f32>(a1(r + kc.x), a1(r + kc.y), a1(r + kc.z), a1(r + kc.w)), km);
+}
+
+// A 4-column × 4-k block of op(B) as a matrix whose column kk holds the 4 columns' values at
+// k0 + kk, so `acc += b · a4` adds Σ_kk a4[kk]·op(B)[k0 + kk][cols].
+// `linear` (B rows = columns of op(B)): r = the 4 B rows' offsets.
+fn b_nt(r: vec4<u32>, k0: u32, kc: vec4<u32>, km: vec4<bool>) -> mat4x4<f32> {
     if (W_F16) {
         // Weight rows are zero-padded to a multiple of 4 values: the plain load is exact.
-        return b_nt(r + vec4<u32>(k4));
+        return transpose(mat4x4<f32>(load_b4(r.x + k0), load_b4(r.y + k0), load_b4(r.z + k0), load_b4(r.w + k0)));
     }
     let z = vec4<f32>(0.0);
     if (ALIGNED) {
-        // The vector load may reach into the next row or past the buffer (WGSL reads are
-        // bounds-checked); those lanes are dropped.
         return transpose(mat4x4<f32>(
-            select(z, load_b4(r.x + k4), km), select(z, load_b4(r.y + k4), km),
-            select(z, load_b4(r.z + k4), km), select(z, load_b4(r.w + k4), km)));
+            select(z, load_b4(r.x + k0), km), select(z, load_b4(r.y + k0), km),
+            select(z, load_b4(r.z + k0), km), select(z, load_b4(r.w + k0), km)));
     }
     return transpose(mat4x4<f32>(
         select(z, vec4<f32>(b1(r.x + kc.x), b1(r.x + kc.y), b1(r.x + kc.z), b1(r.x + kc.w)), km),
@@ -264,31 +282,14 @@ fn b_nt_tail(r: vec4<u32>, k4: u32, kc: vec4<u32>, km: vec4<bool>) -> mat4x4<f32
         select(z, vec4<f32>(b1(r.w + kc.x), b1(r.w + kc.y), b1(r.w + kc.z), b1(r.w + kc.w)), km)));
 }
 
-// `bmm_nn` (B is [k, n]): c = offset of the first of 4 columns, r = offsets of 4 B rows.
-// Columns past n are read (WGSL reads are bounds-checked, so this is safe) but only feed
-// accumulators that are never stored.
-fn b_nn(c: u32, r: vec4<u32>) -> mat4x4<f32> {
-    return mat4x4<f32>(load_b4(r.x + c), load_b4(r.y + c), load_b4(r.z + c), load_b4(r.w + c));
-}
-
-fn a_tail(r: u32, k4: u32, kc: vec4<u32>, km: vec4<bool>) -> vec4<f32> {
+// `bmm_nn` (B is [k, n]): c = offset of the first of the 4 columns, r = offsets of the 4 B
+// rows kc. Columns past n are read (bounds-checked, so safe) but only feed accumulators that
+// are never stored.
+fn b_nn(c: u32, r: vec4<u32>, km: vec4<bool>) -> mat4x4<f32> {
     let z = vec4<f32>(0.0);
-    if (ALIGNED) {
-        return select(z, load_a4(r + k4), km);
-    }
-    return select(z, vec4<f32>(a1(r + kc.x), a1(r + kc.y), a1(r + kc.z), a1(r + kc.w)), km);
-}
-
-fn a_step(ar: array<u32, 8>, k0: u32) -> array<vec4<f32>, 8> {
-    return array<vec4<f32>, 8>(
-        load_a4(ar[0] + k0), load_a4(ar[1] + k0), load_a4(ar[2] + k0), load_a4(ar[3] + k0),
-        load_a4(ar[4] + k0), load_a4(ar[5] + k0), load_a4(ar[6] + k0), load_a4(ar[7] + k0));
-}
-
-fn a_step_tail(ar: array<u32, 8>, k4: u32, kc: vec4<u32>, km: vec4<bool>) -> array<vec4<f32>, 8> {
-    return array<vec4<f32>, 8>(
-        a_tail(ar[0], k4, kc, km), a_tail(ar[1], k4, kc, km), a_tail(ar[2], k4, kc, km), a_tail(ar[3], k4, kc, km),
-        a_tail(ar[4], k4, kc, km), a_tail(ar[5], k4, kc, km), a_tail(ar[6], k4, kc, km), a_tail(ar[7], k4, kc, km));
+    return mat4x4<f32>(
+        select(z, load_b4(r.x + c), km.x), select(z, load_b4(r.y + c), km.y),
+        select(z, load_b4(r.z + c), km.z), select(z, load_b4(r.w + c), km.w));
 }
 
 // acc[4i + q] += m_q · av[i]: one 4-wide k step of the 8×16 block.
@@ -355,16 +356,11 @@ fn linear(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let r2 = b_rows4(t, 2u);
     let r3 = b_rows4(t, 3u);
     var acc: array<vec4<f32>, 32>;
-    let k4 = p.k & ~3u;
-    for (var k0 = 0u; k0 < k4; k0 += 4u) {
-        let kv = vec4<u32>(k0);
-        step(&acc, a_step(ar, k0), b_nt(r0 + kv), b_nt(r1 + kv), b_nt(r2 + kv), b_nt(r3 + kv));
-    }
-    if (k4 < p.k) {
-        let kv = vec4<u32>(k4) + vec4<u32>(0u, 1u, 2u, 3u);
+    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+        let kv = vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u);
         let km = kv < vec4<u32>(p.k);
         let kc = min(kv, vec4<u32>(p.k - 1u));
-        step(&acc, a_step_tail(ar, k4, kc, km), b_nt_tail(r0, k4, kc, km), b_nt_tail(r1, k4, kc, km), b_nt_tail(r2, k4, kc, km), b_nt_tail(r3, k4, kc, km));
+        step(&acc, a_step(ar, k0, kc, km), b_nt(r0, k0, kc, km), b_nt(r1, k0, kc, km), b_nt(r2, k0, kc, km), b_nt(r3, k0, kc, km));
     }
     store_tile(t, &acc);
 }
@@ -378,23 +374,12 @@ fn bmm_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let ar = a_rows(t);
     let c0 = t.b_base + t.n0;
     var acc: array<vec4<f32>, 32>;
-    let k4 = p.k & ~3u;
-    for (var k0 = 0u; k0 < k4; k0 += 4u) {
-        let r = (vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u)) * p.ldb;
-        step(&acc, a_step(ar, k0), b_nn(c0, r), b_nn(c0 + 4u, r), b_nn(c0 + 8u, r), b_nn(c0 + 12u, r));
-    }
-    if (k4 < p.k) {
-        // k tail: B rows clamped to k - 1 and zeroed, like A's values.
-        let kv = vec4<u32>(k4) + vec4<u32>(0u, 1u, 2u, 3u);
+    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+        let kv = vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u);
         let km = kv < vec4<u32>(p.k);
         let kc = min(kv, vec4<u32>(p.k - 1u));
         let r = kc * p.ldb;
-        let z = vec4<f32>(0.0);
-        var bm = array<mat4x4<f32>, 4>(b_nn(c0, r), b_nn(c0 + 4u, r), b_nn(c0 + 8u, r), b_nn(c0 + 12u, r));
-        for (var q = 0u; q < 4u; q++) {
-            bm[q] = mat4x4<f32>(select(z, bm[q][0], km.x), select(z, bm[q][1], km.y), select(z, bm[q][2], km.z), select(z, bm[q][3], km.w));
-        }
-        step(&acc, a_step_tail(ar, k4, kc, km), bm[0], bm[1], bm[2], bm[3]);
+        step(&acc, a_step(ar, k0, kc, km), b_nn(c0, r, km), b_nn(c0 + 4u, r, km), b_nn(c0 + 8u, r, km), b_nn(c0 + 12u, r, km));
     }
     store_tile(t, &acc);
 }

@@ -7,6 +7,12 @@
 //! the lane layout of the 64-invocation workgroup (`lanes_n`) is chosen per shape so small M
 //! or small N do not launch idle lanes. `linear_naive` (one dot product per invocation) is
 //! kept only as the benchmark baseline.
+//!
+//! Measured on lavapipe (2 threads, CPU time of the process, so other load on the host does
+//! not count): 1024³ with fp16 weights 26 GFLOP/s, f32 weights 21; [4096×1280]·[1280×640]ᵀ
+//! 27 (fp16) and 21 (f32); the naive kernel 1.4. LLVM compiles each tiled pipeline in about
+//! 0.7 s of CPU on a cold Mesa shader cache (`W_F16` × `ALIGNED` variants are compiled only
+//! when used).
 
 use super::{params, same_gpu, u32_of, Act};
 use crate::device::Grid;
@@ -112,21 +118,20 @@ pub struct BmmStrided {
     pub c: MatView,
 }
 
-/// Lane layout and grid for an m × n output per batch: minimises launched workgroups (idle
-/// lanes), preferring 8 × 8 lanes on ties (a 64 × 128 block of C per workgroup).
+/// Lane layout and grid for an m × n output per batch: `(lanes_n, tiles_m, tiles_n)` that
+/// launch the fewest workgroups (so small m or n do not launch idle lanes), preferring 8 × 8
+/// lanes on ties (a 64 × 128 block of C per workgroup).
 fn plan(m: usize, n: usize) -> (u32, u32, u32) {
     let (bm, bn) = (m.div_ceil(TILE[0]), n.div_ceil(TILE[1]));
-    let mut best = (usize::MAX, 0usize, 8usize, 0usize, 0usize);
-    for lg in 0..=6 {
-        let lanes_n = 1usize << lg;
-        let lanes_m = WG / lanes_n;
-        let (tm, tn) = (bm.div_ceil(lanes_m), bn.div_ceil(lanes_n));
-        let key = (tm * tn, (lg as isize - 3).unsigned_abs());
-        if (key.0, key.1) < (best.0, best.1) {
-            best = (key.0, key.1, lanes_n, tm, tn);
-        }
-    }
-    (best.2 as u32, best.3 as u32, best.4 as u32)
+    let (_, _, lanes_n, tm, tn) = (0..=6usize)
+        .map(|lg| {
+            let lanes_n = 1 << lg;
+            let (tm, tn) = (bm.div_ceil(WG / lanes_n), bn.div_ceil(lanes_n));
+            (tm * tn, lg.abs_diff(3), lanes_n, tm, tn)
+        })
+        .min()
+        .expect("seven layouts");
+    (lanes_n as u32, tm as u32, tn as u32)
 }
 
 /// A shape error whose expected/got are already formatted.

@@ -108,10 +108,19 @@ pub async fn linear_layouts(gpu: &Gpu) -> R {
     assert_close("linear rank 3, [n, k, 1, 1] weight", &y.to_vec().await.map_err(e)?, &want, tol(k))
 }
 
-/// `bmm` with trans_b both ways: batch 1, odd sizes, tails in k, edges in m and n.
+/// `bmm` with trans_b both ways: batch 1, odd sizes, tails in k, edges in m and n, and a
+/// batch of 70 000 tiny products (more than 65 535 workgroups: the grid is folded into y).
 pub async fn bmm_shapes(gpu: &Gpu) -> R {
-    let shapes: &[(usize, usize, usize, usize)] =
-        &[(1, 1, 1, 1), (2, 7, 5, 3), (3, 65, 129, 33), (2, 17, 64, 128), (1, 9, 300, 6), (4, 1, 20, 64), (2, 130, 1, 8)];
+    let shapes: &[(usize, usize, usize, usize)] = &[
+        (1, 1, 1, 1),
+        (2, 7, 5, 3),
+        (3, 65, 129, 33),
+        (2, 17, 64, 128),
+        (1, 9, 300, 6),
+        (4, 1, 20, 64),
+        (2, 130, 1, 8),
+        (70_000, 1, 2, 3),
+    ];
     for (i, &(bt, m, n, k)) in shapes.iter().enumerate() {
         for trans_b in [false, true] {
             let what = format!("bmm bt={bt} m={m} n={n} k={k} trans_b={trans_b}");
