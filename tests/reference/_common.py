@@ -64,7 +64,7 @@ def audioldm_submodules() -> None:
 def pkg_resources_shim() -> None:
     """OpenAI clip (clip-anytorch) does `from pkg_resources import packaging`; setuptools>=81 dropped it."""
     try:
-        import pkg_resources  # noqa: F401
+        import pkg_resources  # noqa: F401  (only checking that it exists)
         return
     except Exception:
         pass

@@ -20,8 +20,6 @@ Run: /root/.venvs/ref/bin/python tests/reference/make_audioldm.py
 from __future__ import annotations
 
 import copy
-import json
-import math
 import sys
 from pathlib import Path
 
