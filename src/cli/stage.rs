@@ -11,7 +11,7 @@ use ssv2a::{Gpu, Tensor, Weights};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// vae | hifigan (more stages arrive with their models; see --help of the contract)
+    /// unet | vae | hifigan (more stages arrive with their models; see --help of the contract)
     stage: String,
     #[arg(long)]
     weights: PathBuf,
@@ -54,7 +54,14 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             let mel = Tensor::upload(&gpu, input(&inputs, "mel", &a.input)?)?;
             outputs.push(("waveform".into(), dec.mel_to_waveform(&mel, None)?));
         }
-        "unet" | "clip-vision" | "clip-text" | "yolo" | "manifold-clip" | "manifold-clap" | "generator" | "remixer" | "aggregator"
+        "unet" => {
+            let unet = ssv2a::models::audioldm::load_unet(&w)?;
+            let x = Tensor::upload(&gpu, input(&inputs, "x", &a.input)?)?;
+            let t = input(&inputs, "t", &a.input)?;
+            let film = Tensor::upload(&gpu, input(&inputs, "film", &a.input)?)?;
+            outputs.push(("eps".into(), unet.forward(&x, &t.data, &film, None)?));
+        }
+        "clip-vision" | "clip-text" | "yolo" | "manifold-clip" | "manifold-clap" | "generator" | "remixer" | "aggregator"
         | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
         other => bail!("unknown stage `{other}`"),
     }

@@ -9,6 +9,8 @@
 //! metadata lists the `components` it has, so a pack converted from a partial state dict still
 //! loads the parts it holds.
 
+pub mod sampler;
+pub mod unet;
 pub mod vae;
 
 use std::collections::BTreeSet;
@@ -17,9 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::plan::{names_under, Plan, Recipe, TensorSource};
 use crate::models::hifigan::{self, HifiGan};
+use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use crate::{Error, Result};
+use sampler::{Guided, Method, NoiseSchedule, Progress, Sampler, StepNoise};
+use unet::{UNet, UnetConfig};
 use vae::{Trace, Vae, VaeConfig};
 
 /// Pack kind of AudioLDM packs.
@@ -255,5 +260,176 @@ impl Decoder {
         let z = Self::clamp_rule(latent).await?;
         let mel = self.latent_to_mel(&z, None)?;
         self.mel_to_waveform(&mel, None)
+    }
+}
+
+/// The pack's UNet config (`unet_config.params` of the original).
+pub fn unet_config(w: &Weights) -> Result<UnetConfig> {
+    let cfg = pack_config(w)?;
+    need(w, "unet")?;
+    let u = cfg.unet.as_ref().ok_or_else(|| Error::Format(format!("{}: the pack config has no `unet` section", w.source())))?;
+    UnetConfig::from_json(u)
+}
+
+/// Load the UNet of an AudioLDM pack (`model.diffusion_model.*`, strict).
+pub fn load_unet(w: &Weights) -> Result<UNet> {
+    let unet = UNet::load(w, &unet_config(w)?)?;
+    w.sub("model.diffusion_model").finish()?;
+    Ok(unet)
+}
+
+/// Latent frames per second of audio: SSV2A's `latent_t_size = int(duration · 25.6)`.
+pub const LATENT_FRAMES_PER_SECOND: f64 = 25.6;
+
+/// Latent time sizes for a duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatentFrames {
+    /// `int(duration · 25.6)`: what SSV2A asks the UNet for.
+    pub requested: usize,
+    /// `requested` rounded up to a multiple of the UNet's [`UnetConfig::size_multiple`] (8 at
+    /// full size): what actually runs.
+    pub padded: usize,
+}
+
+/// `int(duration · 25.6)` rounded up to a multiple of `multiple`. Durations that are not finite,
+/// not positive, shorter than one latent frame, or longer than `max_s` are an error.
+pub fn latent_frames(duration_s: f64, multiple: usize, max_s: f64) -> Result<LatentFrames> {
+    const OP: &str = "duration";
+    if !duration_s.is_finite() || duration_s <= 0.0 {
+        return Err(Error::arg(OP, format!("{duration_s} s: the duration must be a positive number of seconds")));
+    }
+    if duration_s > max_s {
+        return Err(Error::arg(OP, format!("{duration_s} s is longer than the {max_s} s this runtime generates in one go")));
+    }
+    let requested = (duration_s * LATENT_FRAMES_PER_SECOND) as usize;
+    if requested == 0 {
+        return Err(Error::arg(OP, format!("{duration_s} s is shorter than one latent frame (1/{LATENT_FRAMES_PER_SECOND} s)")));
+    }
+    let m = multiple.max(1);
+    Ok(LatentFrames { requested, padded: requested.div_ceil(m) * m })
+}
+
+/// Settings of [`AudioLdm::generate`]. `Default` is what SSV2A's `emb_to_audio` uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateSettings {
+    /// DDIM with η = 1 upstream; DPM-Solver++(2M) for fewer steps.
+    pub method: Method,
+    /// DDIM: 200 upstream. DPM-Solver++: 20–25 is typical.
+    pub steps: usize,
+    /// Classifier-free guidance scale (2.5).
+    pub guidance: f32,
+    /// Candidates per item (3 upstream). They are sampled in one batch like the original
+    /// (candidate j of item i at row i + j·B); until CLAP re-ranking lands, candidate 0 is kept.
+    pub candidates: usize,
+    /// Seconds of audio (10). The latent has `int(duration · 25.6)` frames; see
+    /// [`AudioLdm::generate`] for durations the UNet cannot take directly.
+    pub duration_s: f64,
+    /// Seed of the latent and per-step noise (SSV2A always uses 42).
+    pub seed: u64,
+}
+
+impl Default for GenerateSettings {
+    fn default() -> Self {
+        GenerateSettings { method: Method::Ddim { eta: 1.0 }, steps: 200, guidance: 2.5, candidates: 3, duration_s: 10.0, seed: 42 }
+    }
+}
+
+/// The AudioLDM part of SSV2A: CLAP-space embedding → waveform (UNet + sampler + decoder).
+pub struct AudioLdm {
+    pub config: AudioLdmConfig,
+    pub unet: UNet,
+    pub decoder: Decoder,
+    pub schedule: NoiseSchedule,
+}
+
+impl AudioLdm {
+    /// Longest duration [`AudioLdm::generate`] accepts (the activations of a 60 s latent at
+    /// batch 6 already exceed WebGPU's 128 MiB default storage binding).
+    pub const MAX_DURATION_S: f64 = 60.0;
+
+    /// Load the UNet and the decoder (VAE + vocoder) of an AudioLDM pack, strictly.
+    pub fn load(w: &Weights) -> Result<AudioLdm> {
+        let config = pack_config(w)?;
+        let unet = load_unet(w)?;
+        let decoder = Decoder::load(w)?;
+        w.sub("first_stage_model").finish()?;
+        if unet.config.in_channels != config.diffusion.channels || unet.config.out_channels != config.diffusion.channels {
+            return Err(Error::Format(format!(
+                "{}: UNet channels {}→{} but the latent has {}",
+                w.source(),
+                unet.config.in_channels,
+                unet.config.out_channels,
+                config.diffusion.channels
+            )));
+        }
+        let schedule = NoiseSchedule::from_config(&config.diffusion)?;
+        Ok(AudioLdm { config, unet, decoder, schedule })
+    }
+
+    /// Latent frames generated for `duration_s` (see [`latent_frames`]).
+    pub fn latent_frames(&self, duration_s: f64) -> Result<LatentFrames> {
+        latent_frames(duration_s, self.unet.config.size_multiple(), Self::MAX_DURATION_S)
+    }
+
+    /// Embedding → waveform, as SSV2A's `emb_to_audio` (AudioLDM `generate_sample`):
+    /// x_T ~ N(0, I) from `Rng::new(seed)`, the sampler with classifier-free guidance on
+    /// [uncond; cond], the clamp rule (over all candidates, as upstream), latent / scale_factor,
+    /// VAE decoder and HiFi-GAN. Candidate 0 of each item is returned (no CLAP re-ranking yet).
+    ///
+    /// Durations: the latent has T = int(duration · 25.6) frames. The UNet needs T to be a
+    /// multiple of 2^(levels − 1) (8 at full size: 5 s, 10 s, 15 s … work directly). Other
+    /// durations are **rounded up** to the next such T and the waveform is **trimmed** to the
+    /// length an unpadded T-frame latent would decode to (`vocoder.output_len(mel frames of T)`).
+    /// Non-positive, non-finite, sub-frame or over-[`Self::MAX_DURATION_S`] durations are an error.
+    ///
+    /// `progress` is called after every sampler step; `cancel` is polled before every step and
+    /// stops with [`Error::Cancelled`].
+    /// emb: [B, film_dim] (L2-normalised CLAP-space vectors), uncond: [film_dim] -> [B, samples]
+    pub async fn generate(
+        &self,
+        emb: &Tensor,
+        uncond: &[f32],
+        settings: &GenerateSettings,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<Tensor> {
+        const OP: &str = "audioldm.generate";
+        let fd = self.unet.config.film_dim();
+        let [b, f] = emb.dims(OP)?;
+        if f != fd || b == 0 {
+            return Err(Error::shape(OP, format!("emb [B ≥ 1, {fd}]"), emb.shape()));
+        }
+        if uncond.len() != fd {
+            return Err(Error::shape(OP, format!("uncond [{fd}]"), [uncond.len()]));
+        }
+        if settings.candidates == 0 || settings.candidates > 16 {
+            return Err(Error::arg(OP, format!("{} candidates: 1..=16 are supported", settings.candidates)));
+        }
+        let frames = self.latent_frames(settings.duration_s)?;
+        let steps = Sampler::new(&self.schedule, settings.method, settings.steps)?;
+        let gpu = emb.gpu().clone();
+        let n = b * settings.candidates;
+        // [c; c; …]: candidate j of item i at row i + j·B.
+        let reps: Vec<&Tensor> = std::iter::repeat_n(emb, settings.candidates).collect();
+        let cond = Tensor::concat(&reps, 0)?;
+        let uncond = Tensor::from_slice(&gpu, uncond, [1, fd])?.expand(&[n, fd])?;
+        let guided = Guided::new(&self.unet, &cond, Some(&uncond), settings.guidance)?;
+        let d = &self.config.diffusion;
+        let shape = [n, d.channels, frames.padded, d.latent_f_size];
+        let mut rng = Rng::new(settings.seed);
+        let x_t = sampler::initial_latent(&gpu, &shape, &mut rng)?;
+        let latent = sampler::sample(&guided, &steps, x_t, &mut StepNoise::Rng(&mut rng), progress, cancel, None).await?;
+        if cancel() {
+            return Err(Error::Cancelled);
+        }
+        let latent = Decoder::clamp_rule(&latent).await?.slice(0, 0, b, 1)?;
+        let mel = self.decoder.latent_to_mel(&latent, None)?;
+        let wav = self.decoder.mel_to_waveform(&mel, None)?;
+        if frames.padded == frames.requested {
+            return Ok(wav);
+        }
+        let mel_frames = mel.shape()[2] / frames.padded * frames.requested;
+        let keep = self.decoder.vocoder.config.output_len(mel_frames).min(wav.shape()[1]);
+        wav.slice(1, 0, keep, 1)
     }
 }
