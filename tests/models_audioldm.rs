@@ -17,7 +17,7 @@ use common::{assert_close, run, Tol};
 use ssv2a::convert::plan::{CheckpointSource, MemSource};
 use ssv2a::convert::Checkpoint;
 use ssv2a::models::audioldm::sampler::{self, Ddim, Denoiser, DpmSolver, Guided, Method, NoiseSchedule, Progress, Sampler, Spacing, StepNoise};
-use ssv2a::models::audioldm::unet::{timestep_embedding, UNet, UnetConfig};
+use ssv2a::models::audioldm::unet::{self, timestep_embedding, UNet, UnetConfig};
 use ssv2a::models::audioldm::vae::Trace;
 use ssv2a::models::audioldm::{self, latent_frames, AudioLdm, AudioLdmConfig, Decoder, GenerateSettings, LatentFrames};
 use ssv2a::tensor::HostTensor;
@@ -85,6 +85,24 @@ fn unet_config_has_the_original_head_counts() {
         let err = UnetConfig::from_json(&v).unwrap_err().to_string();
         assert!(err.starts_with("UNet config"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn param_shapes_match_the_original_state_dict() {
+    // Tiny: exactly the keys and shapes of the PyTorch module's state dict.
+    let g = Golden::load("audioldm_unet");
+    let cfg = UnetConfig::from_json(AudioLdmConfig::from_json(&g.config()).unwrap().unet.as_ref().unwrap()).unwrap();
+    let mut got: Vec<(String, Vec<usize>)> = unet::param_shapes(&cfg).unwrap();
+    got.sort();
+    let want: Vec<(String, Vec<usize>)> = g
+        .tensors
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("state.model.diffusion_model.").map(|k| (k.to_string(), v.shape.clone())))
+        .collect();
+    assert_eq!(got, want);
+    // Full size: models.md §1.2 counts 185,036,552 parameters.
+    let n: usize = unet::param_shapes(&UnetConfig::s_full_v2()).unwrap().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    assert_eq!(n, 185_036_552);
 }
 
 #[test]
@@ -496,4 +514,38 @@ fn cli_stage_unet_reads_x_t_film_and_writes_eps() {
     let eps = ssv2a::weights::decode_f32(info.dtype, &bytes[start + a..start + b], "eps").unwrap();
     assert_close("stage unet eps", &eps, &g.get("out.eps").data, ACT_TOL).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ------------------------------------------------------------------------------ full size
+
+/// One full-size UNet step (10 s latent) on random weights, batch 2 and 6: peak GPU memory and
+/// time, and the fp16 pack against the f32 pack (same random values). Slow on lavapipe (tens of
+/// seconds per step and ≈2.5 GB of host memory): `cargo test --release --no-default-features
+/// --test models_audioldm full_size -- --ignored --nocapture`.
+#[test]
+#[ignore = "full size: a 185M-parameter UNet, several minutes on lavapipe"]
+fn full_size_unet_step_memory_and_fp16() {
+    run(|gpu| async move {
+        let cfg = UnetConfig::s_full_v2();
+        for batch in [2, 6] {
+            let r = audioldm::bench::unet_step(&gpu, &cfg, batch, 256, true, 1, ssv2a::bench::native_now).await.map_err(e)?;
+            eprintln!("{r}");
+        }
+        // fp16 vs f32 storage of the same weights, batch 2.
+        let mut outs = vec![];
+        for f16 in [false, true] {
+            let w = Weights::from_bytes(&gpu, audioldm::bench::random_unet_pack(&cfg, f16, 0x5eed).map_err(e)?, "random").map_err(e)?;
+            let unet = audioldm::load_unet(&w).map_err(e)?;
+            let mut rng = ssv2a::rng::Rng::new(3);
+            let x = Tensor::from_slice(&gpu, &rng.normals(2 * 8 * 256 * 16), [2, 8, 256, 16]).map_err(e)?;
+            let film = Tensor::from_slice(&gpu, &rng.normals(2 * 512), [2, 512]).map_err(e)?.l2_normalize().map_err(e)?;
+            outs.push(unet.forward(&x, &[996.0, 501.0], &film, None).map_err(e)?.to_vec().await.map_err(e)?);
+        }
+        let (rel, snr) = common::golden::error_stats(&outs[1], &outs[0]);
+        eprintln!("full-size UNet step, fp16 pack vs f32 pack: max err / max |f32| = {rel:.2e}, SNR {snr:.1} dB");
+        if !outs[0].iter().all(|v| v.is_finite()) || snr < 30.0 {
+            return Err(format!("fp16 SNR {snr:.1} dB"));
+        }
+        Ok(())
+    });
 }

@@ -43,6 +43,21 @@ enum BenchWhat {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// One full-size AudioLDM UNet step on random weights: time and peak GPU memory.
+    Unet {
+        /// Batch (2 = one item with guidance; 6 = SSV2A's 3 candidates with guidance).
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Latent frames (256 = 10 s).
+        #[arg(long, default_value_t = 256)]
+        frames: usize,
+        /// Weight storage: f16 or f32.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+        /// Timed steps after one warm-up step.
+        #[arg(long, default_value_t = 2)]
+        reps: usize,
+    },
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -66,7 +81,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Convert(a) => convert::run(a),
         Cmd::Stage(a) => stage::run(a).await,
         Cmd::Bench { what: BenchWhat::Kernels { reps } } => bench_kernels(reps).await,
+        Cmd::Bench { what: BenchWhat::Unet { batch, frames, dtype, reps } } => bench_unet(batch, frames, &dtype, reps).await,
     }
+}
+
+async fn bench_unet(batch: usize, frames: usize, dtype: &str, reps: usize) -> anyhow::Result<()> {
+    let f16 = match dtype {
+        "f16" => true,
+        "f32" => false,
+        other => anyhow::bail!("--dtype must be f16 or f32, not `{other}`"),
+    };
+    let gpu = ssv2a::Gpu::new().await?;
+    println!("adapter: {} ({:?})", gpu.info().name, gpu.info().backend);
+    let cfg = ssv2a::models::audioldm::unet::UnetConfig::s_full_v2();
+    let r = ssv2a::models::audioldm::bench::unet_step(&gpu, &cfg, batch, frames, f16, reps, ssv2a::bench::native_now).await?;
+    println!("{r}");
+    Ok(())
 }
 
 async fn bench_kernels(reps: usize) -> anyhow::Result<()> {

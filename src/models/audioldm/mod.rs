@@ -9,6 +9,7 @@
 //! metadata lists the `components` it has, so a pack converted from a partial state dict still
 //! loads the parts it holds.
 
+pub mod bench;
 pub mod sampler;
 pub mod unet;
 pub mod vae;

@@ -219,6 +219,111 @@ pub fn timestep_embedding(t: &[f32], dim: usize) -> Vec<f32> {
     out
 }
 
+/// Every parameter of the UNet as `(key under model.diffusion_model, shape)`: what a
+/// checkpoint of this config holds. Used to build
+/// random-weight packs for benchmarks; the golden tests check it against real state dicts.
+pub fn param_shapes(c: &UnetConfig) -> Result<Vec<(String, Vec<usize>)>> {
+    c.validate()?;
+    let mut out: Vec<(String, Vec<usize>)> = vec![];
+    let mut p = |k: String, s: &[usize]| out.push((k, s.to_vec()));
+    let mc = c.model_channels;
+    let ted = c.time_embed_dim();
+    let emb = 2 * ted;
+    let lin = |p: &mut dyn FnMut(String, &[usize]), k: &str, i: usize, o: usize, bias: bool| {
+        p(format!("{k}.weight"), &[o, i]);
+        if bias {
+            p(format!("{k}.bias"), &[o]);
+        }
+    };
+    let conv = |p: &mut dyn FnMut(String, &[usize]), k: &str, i: usize, o: usize, ks: usize| {
+        p(format!("{k}.weight"), &[o, i, ks, ks]);
+        p(format!("{k}.bias"), &[o]);
+    };
+    let norm = |p: &mut dyn FnMut(String, &[usize]), k: &str, ch: usize| {
+        p(format!("{k}.weight"), &[ch]);
+        p(format!("{k}.bias"), &[ch]);
+    };
+    let res = |p: &mut dyn FnMut(String, &[usize]), k: &str, i: usize, o: usize| {
+        norm(p, &format!("{k}.in_layers.0"), i);
+        conv(p, &format!("{k}.in_layers.2"), i, o, 3);
+        lin(p, &format!("{k}.emb_layers.1"), emb, o, true);
+        norm(p, &format!("{k}.out_layers.0"), o);
+        conv(p, &format!("{k}.out_layers.3"), o, o, 3);
+        if i != o {
+            conv(p, &format!("{k}.skip_connection"), i, o, 1);
+        }
+    };
+    let st = |p: &mut dyn FnMut(String, &[usize]), k: &str, ch: usize| -> Result<()> {
+        let (heads, d) = c.heads(ch)?;
+        let inner = heads * d;
+        norm(p, &format!("{k}.norm"), ch);
+        conv(p, &format!("{k}.proj_in"), ch, inner, 1);
+        for b in 0..c.transformer_depth {
+            let bk = format!("{k}.transformer_blocks.{b}");
+            for a in ["attn1", "attn2"] {
+                for q in ["to_q", "to_k", "to_v"] {
+                    lin(p, &format!("{bk}.{a}.{q}"), inner, inner, false);
+                }
+                lin(p, &format!("{bk}.{a}.to_out.0"), inner, inner, true);
+            }
+            lin(p, &format!("{bk}.ff.net.0.proj"), inner, 8 * inner, true);
+            lin(p, &format!("{bk}.ff.net.2"), 4 * inner, inner, true);
+            for n in ["norm1", "norm2", "norm3"] {
+                norm(p, &format!("{bk}.{n}"), inner);
+            }
+        }
+        conv(p, &format!("{k}.proj_out"), inner, ch, 1);
+        Ok(())
+    };
+    lin(&mut p, "time_embed.0", mc, ted, true);
+    lin(&mut p, "time_embed.2", ted, ted, true);
+    lin(&mut p, "film_emb", c.film_dim(), ted, true);
+    conv(&mut p, "input_blocks.0.0", c.in_channels, mc, 3);
+    let mut chans = vec![mc];
+    let (mut ch, mut ds, mut i) = (mc, 1, 1);
+    for (level, &mult) in c.channel_mult.iter().enumerate() {
+        for _ in 0..c.num_res_blocks {
+            res(&mut p, &format!("input_blocks.{i}.0"), ch, mult * mc);
+            ch = mult * mc;
+            if c.attention_resolutions.contains(&ds) {
+                st(&mut p, &format!("input_blocks.{i}.1"), ch)?;
+            }
+            chans.push(ch);
+            i += 1;
+        }
+        if level != c.channel_mult.len() - 1 {
+            conv(&mut p, &format!("input_blocks.{i}.0.op"), ch, ch, 3);
+            chans.push(ch);
+            ds *= 2;
+            i += 1;
+        }
+    }
+    res(&mut p, "middle_block.0", ch, ch);
+    st(&mut p, "middle_block.1", ch)?;
+    res(&mut p, "middle_block.2", ch, ch);
+    let mut o = 0;
+    for (level, &mult) in c.channel_mult.iter().enumerate().rev() {
+        for j in 0..=c.num_res_blocks {
+            let ich = chans.pop().expect("one skip per input block");
+            res(&mut p, &format!("output_blocks.{o}.0"), ch + ich, mc * mult);
+            ch = mc * mult;
+            let mut l = 1;
+            if c.attention_resolutions.contains(&ds) {
+                st(&mut p, &format!("output_blocks.{o}.1"), ch)?;
+                l = 2;
+            }
+            if level > 0 && j == c.num_res_blocks {
+                conv(&mut p, &format!("output_blocks.{o}.{l}.conv"), ch, ch, 3);
+                ds /= 2;
+            }
+            o += 1;
+        }
+    }
+    norm(&mut p, "out.0", ch);
+    conv(&mut p, "out.2", mc, c.out_channels, 3);
+    Ok(out)
+}
+
 /// `ResBlock` (no up/down, no scale-shift norm).
 struct ResBlock {
     /// `in_layers.0`, `in_layers.2`
