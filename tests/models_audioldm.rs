@@ -60,6 +60,13 @@ fn tiny_audioldm(gpu: &Gpu) -> Result<AudioLdm, String> {
     AudioLdm::load(&w).map_err(e)
 }
 
+/// Print the largest absolute error and the SNR (for the record; `--nocapture`).
+fn report(what: &str, got: &[f32], want: &[f32]) {
+    let max_abs = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+    let (rel, snr) = common::golden::error_stats(got, want);
+    eprintln!("{what}: max abs err {max_abs:.2e}, max err / max |ref| {rel:.2e}, SNR {snr:.1} dB");
+}
+
 // ------------------------------------------------------------------------------------ UNet
 
 #[test]
@@ -128,7 +135,9 @@ fn audioldm_unet_matches_pytorch() {
         let names: Vec<&str> = trace.iter().map(|t| t.0.as_str()).collect();
         assert_eq!(names.len(), g.intermediates().len(), "trace {names:?}");
         compare_trace(&g, &trace, "", ACT_TOL).await?;
-        assert_close("eps", &eps.to_vec().await.map_err(e)?, &g.get("out.eps").data, ACT_TOL)
+        let got = eps.to_vec().await.map_err(e)?;
+        report("tiny UNet eps", &got, &g.get("out.eps").data);
+        assert_close("eps", &got, &g.get("out.eps").data, ACT_TOL)
     });
 }
 
@@ -288,14 +297,17 @@ fn ddim_guided_run_matches_pytorch() {
         // step{i}.x, step{i}.eps_batched ([uncond; cond] rows), step{i}.pred_x0.
         assert_eq!(trace.len(), 15);
         compare_trace(&g, &trace, "run.", ACT_TOL).await?;
-        assert_close("run.latent", &latent.to_vec().await.map_err(e)?, &g.get("out.run.latent").data, ACT_TOL)?;
+        let got = latent.to_vec().await.map_err(e)?;
+        report("5-step CFG DDIM latent", &got, &g.get("out.run.latent").data);
+        assert_close("run.latent", &got, &g.get("out.run.latent").data, ACT_TOL)?;
         // The generate_sample tail on the sampled latent.
         let dec = tiny_decoder(&gpu)?;
         let z = Decoder::clamp_rule(&latent).await.map_err(e)?;
         let mel = dec.latent_to_mel(&z, None).map_err(e)?;
         assert_close("run.mel", &mel.to_vec().await.map_err(e)?, &g.get("inter.run.mel").data, ACT_TOL)?;
-        let wav = dec.mel_to_waveform(&mel, None).map_err(e)?;
-        assert_close("run.waveform", &wav.to_vec().await.map_err(e)?, &g.get("out.run.waveform").data, ACT_TOL)
+        let wav = dec.mel_to_waveform(&mel, None).map_err(e)?.to_vec().await.map_err(e)?;
+        report("5-step CFG DDIM waveform", &wav, &g.get("out.run.waveform").data);
+        assert_close("run.waveform", &wav, &g.get("out.run.waveform").data, ACT_TOL)
     });
 }
 
@@ -371,7 +383,9 @@ fn dpm_solver_matches_diffusers() {
                 let (_, x) = trace.iter().find(|(k, _)| *k == format!("step{i}.x")).unwrap();
                 assert_close(&format!("{case}: sample after step {}", i - 1), &x.to_vec().await.map_err(e)?, &want.data[(i - 1) * m..i * m], ACT_TOL)?;
             }
-            assert_close(&format!("{case}: final sample"), &out.to_vec().await.map_err(e)?, &want.data[(n - 1) * m..], ACT_TOL)?;
+            let got = out.to_vec().await.map_err(e)?;
+            report(&format!("DPM-Solver++ case {case} final sample"), &got, &want.data[(n - 1) * m..]);
+            assert_close(&format!("{case}: final sample"), &got, &want.data[(n - 1) * m..], ACT_TOL)?;
         }
         // Spacings that leave the schedule are errors.
         assert!(DpmSolver::new(&s, 0, Spacing::Linspace).is_err());

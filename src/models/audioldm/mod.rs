@@ -8,6 +8,10 @@
 //! `first_stage_model.vocoder.*` (weight norm folded if present) and `scale_factor`. Its
 //! metadata lists the `components` it has, so a pack converted from a partial state dict still
 //! loads the parts it holds.
+//!
+//! [`AudioLdm::generate`] is SSV2A's `emb_to_audio`: CLAP-space embeddings [B, 512] → x_T from a
+//! seeded RNG → DDIM (200 steps, η = 1) or DPM-Solver++(2M) with classifier-free guidance 2.5 on
+//! [uncond; cond] → clamp rule → VAE → HiFi-GAN → waveforms [B, samples] at 16 kHz.
 
 pub mod bench;
 pub mod sampler;

@@ -153,12 +153,12 @@ impl UnetConfig {
         if self.channel_mult.is_empty() || self.channel_mult.contains(&0) || self.num_res_blocks == 0 || self.transformer_depth == 0 {
             return bad(format!("channel_mult {:?}, num_res_blocks {}, transformer_depth {}", self.channel_mult, self.num_res_blocks, self.transformer_depth));
         }
-        if self.model_channels == 0 || self.model_channels % 2 != 0 || self.in_channels == 0 || self.out_channels == 0 {
+        if self.model_channels == 0 || !self.model_channels.is_multiple_of(2) || self.in_channels == 0 || self.out_channels == 0 {
             return bad(format!("model_channels {} must be even and non-zero", self.model_channels));
         }
         for &m in &self.channel_mult {
             let ch = m * self.model_channels;
-            if ch % GN_GROUPS != 0 {
+            if !ch.is_multiple_of(GN_GROUPS) {
                 return bad(format!("{ch} channels are not divisible into {GN_GROUPS} GroupNorm groups"));
             }
             self.heads(ch)?;
@@ -176,7 +176,7 @@ impl UnetConfig {
         } else {
             return Err(Error::Format("UNet config: either num_heads or num_head_channels must be set".into()));
         };
-        if heads == 0 || ch % heads != 0 || (ch / heads) % 4 != 0 {
+        if heads == 0 || !ch.is_multiple_of(heads) || !(ch / heads).is_multiple_of(4) {
             return Err(Error::Format(format!(
                 "UNet config: {ch} channels in {heads} heads: the head width must be a whole multiple of 4"
             )));
@@ -475,8 +475,8 @@ impl SpatialTransformer {
 /// One layer of a `TimestepEmbedSequential`.
 enum Layer {
     Conv(Conv2d),
-    Res(ResBlock),
-    Attn(SpatialTransformer),
+    Res(Box<ResBlock>),
+    Attn(Box<SpatialTransformer>),
     /// `Downsample.op`: conv3×3 stride 2.
     Down(Conv2d),
     /// `Upsample.conv`: nearest ×2 then conv3×3.
@@ -547,10 +547,10 @@ impl UNet {
         for (level, &mult) in c.channel_mult.iter().enumerate() {
             for _ in 0..c.num_res_blocks {
                 let bw = w.sub(&format!("input_blocks.{}", input_blocks.len()));
-                let mut layers = vec![Layer::Res(rb(&bw.sub("0"), ch, mult * mc)?)];
+                let mut layers = vec![Layer::Res(Box::new(rb(&bw.sub("0"), ch, mult * mc)?))];
                 ch = mult * mc;
                 if c.attention_resolutions.contains(&ds) {
-                    layers.push(Layer::Attn(st(&bw.sub("1"), ch)?));
+                    layers.push(Layer::Attn(Box::new(st(&bw.sub("1"), ch)?)));
                 }
                 input_blocks.push(Block(layers));
                 chans.push(ch);
@@ -563,16 +563,20 @@ impl UNet {
             }
         }
         let mw = w.sub("middle_block");
-        let middle_block = Block(vec![Layer::Res(rb(&mw.sub("0"), ch, ch)?), Layer::Attn(st(&mw.sub("1"), ch)?), Layer::Res(rb(&mw.sub("2"), ch, ch)?)]);
+        let middle_block = Block(vec![
+            Layer::Res(Box::new(rb(&mw.sub("0"), ch, ch)?)),
+            Layer::Attn(Box::new(st(&mw.sub("1"), ch)?)),
+            Layer::Res(Box::new(rb(&mw.sub("2"), ch, ch)?)),
+        ]);
         let mut output_blocks = vec![];
         for (level, &mult) in c.channel_mult.iter().enumerate().rev() {
             for i in 0..=c.num_res_blocks {
                 let ich = chans.pop().expect("one skip per input block");
                 let bw = w.sub(&format!("output_blocks.{}", output_blocks.len()));
-                let mut layers = vec![Layer::Res(rb(&bw.sub("0"), ch + ich, mc * mult)?)];
+                let mut layers = vec![Layer::Res(Box::new(rb(&bw.sub("0"), ch + ich, mc * mult)?))];
                 ch = mc * mult;
                 if c.attention_resolutions.contains(&ds) {
-                    layers.push(Layer::Attn(st(&bw.sub(&layers.len().to_string()), ch)?));
+                    layers.push(Layer::Attn(Box::new(st(&bw.sub(&layers.len().to_string()), ch)?)));
                 }
                 if level > 0 && i == c.num_res_blocks {
                     let uw = bw.sub(&format!("{}.conv", layers.len()));
@@ -619,14 +623,14 @@ impl UNet {
 
     /// The conditioning vector every ResBlock receives: concat(time_embed(t), film_emb(y)).
     /// t: n timesteps, film: [n, film_dim] -> [n, 8·model_channels]
-    pub fn embedding(&self, t: &[f32], film: &Tensor, mut trace: Option<&mut Trace>) -> Result<Tensor> {
+    pub fn embedding(&self, t: &[f32], film: &Tensor, trace: Option<&mut Trace>) -> Result<Tensor> {
         let n = t.len();
         let mc = self.config.model_channels;
         let t_emb = Tensor::from_slice(film.gpu(), &timestep_embedding(t, mc), [n, mc])?;
         let time = self.time_embed_2.forward(&self.time_embed_0.forward_act(&t_emb, Act::Silu)?)?;
         let film_e = self.film_emb.forward(film)?;
         let emb = Tensor::concat(&[&time, &film_e], 1)?;
-        if let Some(tr) = trace.as_deref_mut() {
+        if let Some(tr) = trace {
             tr.push(("t_emb".into(), t_emb));
             tr.push(("time_embed".into(), time));
             tr.push(("film_emb".into(), film_e));
@@ -639,16 +643,12 @@ impl UNet {
     /// -> [n, out, T, F]. T and F must be multiples of [`UnetConfig::size_multiple`].
     pub fn forward(&self, x: &Tensor, t: &[f32], film: &Tensor, mut trace: Option<&mut Trace>) -> Result<Tensor> {
         self.check_inputs(x.shape(), t, film.shape())?;
+        let emb = self.embedding(t, film, trace.as_deref_mut())?;
         let mut rec = |name: String, t: &Tensor| {
             if let Some(tr) = trace.as_deref_mut() {
                 tr.push((name, t.clone()));
             }
         };
-        let mut emb_trace = vec![];
-        let emb = self.embedding(t, film, Some(&mut emb_trace))?;
-        for (name, t) in emb_trace {
-            rec(name, &t);
-        }
         // Every ResBlock's emb_layers starts with a SiLU of the same vector: compute it once.
         let emb_silu = emb.silu()?;
         let mut skips = Vec::with_capacity(self.input_blocks.len());
