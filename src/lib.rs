@@ -26,6 +26,9 @@ pub mod bench_conv;
 pub mod convert;
 pub mod device;
 pub mod error;
+/// `ssv2a fetch` / `ssv2a models`: manifests, downloads, the Hugging Face cache (native only).
+#[cfg(all(feature = "fetch", not(target_arch = "wasm32")))]
+pub mod fetch;
 pub mod image;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod imageio;

@@ -8,6 +8,8 @@
 //!   TorchScript archives, the legacy non-zip format and safetensors files; it flattens dicts,
 //!   Lightning checkpoints and pickled `nn.Module` trees into state-dict names and reads one
 //!   tensor at a time.
+//! - `kinds` (native only): [`convert_checkpoint`], the one path from a checkpoint file to a
+//!   pack, for every `--kind` (used by `ssv2a convert` and `ssv2a fetch`).
 //! - `pack_writer` (native only): writes a pack from a plan, streaming one tensor at a time
 //!   into a temporary file renamed into place on success.
 //!
@@ -23,6 +25,8 @@
 //! ```
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod kinds;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod pack_writer;
 pub mod pickle;
 pub mod plan;
@@ -31,3 +35,5 @@ pub mod zip;
 
 pub use pickle::{DType, Global, Object, Storage, TensorRef, Value};
 pub use torch::{Checkpoint, Format, RawTensor};
+#[cfg(not(target_arch = "wasm32"))]
+pub use kinds::{convert_checkpoint, ConvertJob, Converted};
