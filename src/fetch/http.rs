@@ -86,7 +86,7 @@ impl Downloader {
             let b = if proxy_from_env { b } else { b.proxy(None) };
             b.build().into()
         };
-        Downloader { agent: make(true), direct: make(false), retries: 3, retry_delay: Duration::from_secs(2) }
+        Downloader { agent: make(true), direct: make(false), retries: 3, retry_delay: Duration::from_secs(1) }
     }
 
     /// Download the first of `urls` that works into `dest` (through `dest.partial`), verify it
@@ -130,10 +130,15 @@ impl Downloader {
         }
         let msg = format!("could not download {label}: {}", errors.join("; "));
         if mismatch {
-            Err(Error::Format(format!("{msg}; nothing was installed")))
-        } else {
-            Err(Error::io(msg, std::io::Error::other(format!("the partial download stays in {} and will be resumed", partial.display()))))
+            return Err(Error::Format(format!("{msg}; nothing was installed")));
         }
+        let kept = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        let what = if kept > 0 {
+            format!("{kept} bytes stay in {} and the next run resumes from there", partial.display())
+        } else {
+            "nothing was installed".to_string()
+        };
+        Err(Error::io(msg, std::io::Error::other(what)))
     }
 
     fn try_once(&self, url: &str, partial: &Path, expect: Expect, label: &str, progress: &mut dyn Progress) -> std::result::Result<(String, u64, RemoteMeta), Failure> {
@@ -172,7 +177,7 @@ impl Downloader {
         };
         let mut hasher = sha2::Sha256::new();
         let mut done = 0u64;
-        let mut out = if append {
+        let mut out = if append && have > 0 {
             // Hash the bytes already on disk, then append.
             let mut f = File::open(partial).map_err(|e| local("opening", e))?;
             let mut buf = vec![0u8; BUF];

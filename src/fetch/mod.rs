@@ -77,8 +77,9 @@ impl std::fmt::Display for HandFile {
             writeln!(f, "     {}", line.trim())?;
         }
         writeln!(f, "  2. Put the file at {}", self.dest.display())?;
+        let size = self.size.map(|n| format!("{n} bytes, ")).unwrap_or_default();
         match &self.sha256 {
-            Some(s) => writeln!(f, "     (it must have sha256 {s})")?,
+            Some(s) => writeln!(f, "     (it must be {size}sha256 {s})")?,
             None => writeln!(f, "     (no published sha256: the file's own is recorded in the pack)")?,
         }
         write!(f, "  3. Run `ssv2a fetch {}` again.", self.model)

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::manifest::{Manifest, SourceKind};
 use super::Fetcher;
+use crate::convert::kinds::is_implemented;
 use crate::weights::{PACK_FORMAT, PACK_VERSION};
 use crate::{Error, Result};
 
@@ -135,6 +136,9 @@ fn missing_detail(fx: &Fetcher, m: &Manifest) -> String {
         }
     }
     match (absent_hand.is_empty(), absent.is_empty()) {
+        (true, true) if !is_implemented(&m.convert.kind) => {
+            format!("source files present; converting kind `{}` is not available in this version of ssv2a yet", m.convert.kind)
+        }
         (true, true) => format!("source files present; run `ssv2a fetch {}` to convert", m.name),
         (false, _) => format!("needs {} downloaded by hand (`ssv2a fetch {}` says how)", absent_hand.join(", "), m.name),
         (true, false) => format!("not downloaded ({})", absent.join(", ")),
