@@ -314,7 +314,7 @@ fn g_tap(acc: ptr<function, array<vec4<f32>, 32>>, w: ptr<function, array<vec4<f
 
 // x for positions (xb, iy0, ix0) at the tap (dy, dx, coff); live = the tap is inside the row.
 fn g_x(xb: vec4<i32>, iy0: vec4<i32>, ix0: vec4<i32>, dy: i32, dx: i32, coff: i32, live: bool) -> vec4<f32> {
-    let ok = vec4<u32>(iy0 + vec4<i32>(dy)) < vec4<u32>(p.h) & vec4<u32>(ix0 + vec4<i32>(dx)) < vec4<u32>(p.w) & vec4<bool>(live);
+    let ok = (vec4<u32>(iy0 + vec4<i32>(dy)) < vec4<u32>(p.h)) & (vec4<u32>(ix0 + vec4<i32>(dx)) < vec4<u32>(p.w)) & vec4<bool>(live);
     return x4(xb + vec4<i32>(coff), ok);
 }
 
@@ -516,14 +516,14 @@ fn r_fill(win: ptr<function, array<vec4<f32>, 8>>, rowb: i32, ia0: i32, step: i3
     let l = vec4<u32>(lim);
     let ob = vec4<bool>(okb);
     let rb = vec4<i32>(rowb);
-    (*win)[0] = x4(rb + ia * xs, vec4<u32>(ia) < l & ob);
-    (*win)[1] = x4(rb + (ia + d) * xs, vec4<u32>(ia + d) < l & ob);
-    (*win)[2] = x4(rb + (ia + 2 * d) * xs, vec4<u32>(ia + 2 * d) < l & ob);
-    (*win)[3] = x4(rb + (ia + 3 * d) * xs, vec4<u32>(ia + 3 * d) < l & ob);
-    (*win)[4] = x4(rb + (ia + 4 * d) * xs, vec4<u32>(ia + 4 * d) < l & ob);
-    (*win)[5] = x4(rb + (ia + 5 * d) * xs, vec4<u32>(ia + 5 * d) < l & ob);
-    (*win)[6] = x4(rb + (ia + 6 * d) * xs, vec4<u32>(ia + 6 * d) < l & ob);
-    (*win)[7] = x4(rb + (ia + 7 * d) * xs, vec4<u32>(ia + 7 * d) < l & ob);
+    (*win)[0] = x4(rb + ia * xs, (vec4<u32>(ia) < l) & ob);
+    (*win)[1] = x4(rb + (ia + d) * xs, (vec4<u32>(ia + d) < l) & ob);
+    (*win)[2] = x4(rb + (ia + 2 * d) * xs, (vec4<u32>(ia + 2 * d) < l) & ob);
+    (*win)[3] = x4(rb + (ia + 3 * d) * xs, (vec4<u32>(ia + 3 * d) < l) & ob);
+    (*win)[4] = x4(rb + (ia + 4 * d) * xs, (vec4<u32>(ia + 4 * d) < l) & ob);
+    (*win)[5] = x4(rb + (ia + 5 * d) * xs, (vec4<u32>(ia + 5 * d) < l) & ob);
+    (*win)[6] = x4(rb + (ia + 6 * d) * xs, (vec4<u32>(ia + 6 * d) < l) & ob);
+    (*win)[7] = x4(rb + (ia + 7 * d) * xs, (vec4<u32>(ia + 7 * d) < l) & ob);
 }
 
 @compute @workgroup_size(64)
