@@ -341,6 +341,7 @@ impl Tensor {
             ..Default::default()
         };
         let plan = plan_conv2d(op, &mut p, kernel)?;
+        u32_of(op, plan.items as usize)?; // kernels compute the item count in u32
         let b = bias.map(|b| b.raw());
         self.gpu().launch(
             plan.entry,
@@ -440,6 +441,7 @@ impl Tensor {
             }
             other => return Err(Error::arg(op, format!("kernel {other:?} does not implement conv_transpose1d"))),
         };
+        u32_of(op, items as usize)?; // the kernel computes the item count in u32
         let b = bias.map(|b| b.raw());
         self.gpu().launch(
             entry,
