@@ -121,3 +121,26 @@ fn attention_bench() {
         Ok(())
     });
 }
+
+#[test]
+#[ignore = "benchmark"]
+fn attention_compile_times() {
+    use ssv2a::ops::attention::{Sdpa, SdpaKernel};
+    use ssv2a::Tensor;
+    run(|gpu| async move {
+        let e = |x: ssv2a::Error| x.to_string();
+        for d in [4usize, 24, 32, 64, 96, 128, 512] {
+            for kernel in [SdpaKernel::Rows, SdpaKernel::Tiled] {
+                if kernel == SdpaKernel::Rows && d > 32 {
+                    continue;
+                }
+                let x = Tensor::from_slice(&gpu, &common::rand(1, 3 * d), [1, 3, d]).map_err(e)?;
+                let t0 = std::time::Instant::now();
+                x.sdpa_with(&x, &x, &Sdpa { kernel, ..Sdpa::new(1, 1.0) }).map_err(e)?;
+                gpu.sync().await.map_err(e)?;
+                println!("d={d} {kernel:?}: first call {:.2} s", t0.elapsed().as_secs_f64());
+            }
+        }
+        Ok(())
+    });
+}
