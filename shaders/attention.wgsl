@@ -306,38 +306,45 @@ fn sdpa_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let k1 = kb + min(jk + 1u, kend - 1u) * p.k_t;
         let k2 = kb + min(jk + 2u, kend - 1u) * p.k_t;
         let k3 = kb + min(jk + 3u, kend - 1u) * p.k_t;
-        var s0 = vec4<f32>(0.0);
-        var s1 = vec4<f32>(0.0);
-        var s2 = vec4<f32>(0.0);
-        var s3 = vec4<f32>(0.0);
-        var s4 = vec4<f32>(0.0);
-        var s5 = vec4<f32>(0.0);
-        var s6 = vec4<f32>(0.0);
-        var s7 = vec4<f32>(0.0);
-        for (var c = 0u; c < p.d4; c++) {
-            let kc0 = k[k0 + c];
-            let kc1 = k[k1 + c];
-            let kc2 = k[k2 + c];
-            let kc3 = k[k3 + c];
-            s0 += dots(q[q_row[0] + c], kc0, kc1, kc2, kc3);
-            s1 += dots(q[q_row[1] + c], kc0, kc1, kc2, kc3);
-            s2 += dots(q[q_row[2] + c], kc0, kc1, kc2, kc3);
-            s3 += dots(q[q_row[3] + c], kc0, kc1, kc2, kc3);
-            s4 += dots(q[q_row[4] + c], kc0, kc1, kc2, kc3);
-            s5 += dots(q[q_row[5] + c], kc0, kc1, kc2, kc3);
-            s6 += dots(q[q_row[6] + c], kc0, kc1, kc2, kc3);
-            s7 += dots(q[q_row[7] + c], kc0, kc1, kc2, kc3);
+        if (t0 + r0 < p.tq && jk < kend) {
+            var s0 = vec4<f32>(0.0);
+            var s1 = vec4<f32>(0.0);
+            var s2 = vec4<f32>(0.0);
+            var s3 = vec4<f32>(0.0);
+            var s4 = vec4<f32>(0.0);
+            var s5 = vec4<f32>(0.0);
+            var s6 = vec4<f32>(0.0);
+            var s7 = vec4<f32>(0.0);
+            for (var c = 0u; c < p.d4; c++) {
+                let kc0 = k[k0 + c];
+                let kc1 = k[k1 + c];
+                let kc2 = k[k2 + c];
+                let kc3 = k[k3 + c];
+                s0 += dots(q[q_row[0] + c], kc0, kc1, kc2, kc3);
+                s1 += dots(q[q_row[1] + c], kc0, kc1, kc2, kc3);
+                s2 += dots(q[q_row[2] + c], kc0, kc1, kc2, kc3);
+                s3 += dots(q[q_row[3] + c], kc0, kc1, kc2, kc3);
+                s4 += dots(q[q_row[4] + c], kc0, kc1, kc2, kc3);
+                s5 += dots(q[q_row[5] + c], kc0, kc1, kc2, kc3);
+                s6 += dots(q[q_row[6] + c], kc0, kc1, kc2, kc3);
+                s7 += dots(q[q_row[7] + c], kc0, kc1, kc2, kc3);
+            }
+            let ts = t0 + r0;
+            let sc = p.scale;
+            t_s[(r0 + 0u) * 16u + sk] = finish_keys(s0 * sc, b, h, min(ts + 0u, t_last), jk, kend);
+            t_s[(r0 + 1u) * 16u + sk] = finish_keys(s1 * sc, b, h, min(ts + 1u, t_last), jk, kend);
+            t_s[(r0 + 2u) * 16u + sk] = finish_keys(s2 * sc, b, h, min(ts + 2u, t_last), jk, kend);
+            t_s[(r0 + 3u) * 16u + sk] = finish_keys(s3 * sc, b, h, min(ts + 3u, t_last), jk, kend);
+            t_s[(r0 + 4u) * 16u + sk] = finish_keys(s4 * sc, b, h, min(ts + 4u, t_last), jk, kend);
+            t_s[(r0 + 5u) * 16u + sk] = finish_keys(s5 * sc, b, h, min(ts + 5u, t_last), jk, kend);
+            t_s[(r0 + 6u) * 16u + sk] = finish_keys(s6 * sc, b, h, min(ts + 6u, t_last), jk, kend);
+            t_s[(r0 + 7u) * 16u + sk] = finish_keys(s7 * sc, b, h, min(ts + 7u, t_last), jk, kend);
+        } else {
+            // Rows past the end of the sequence or keys past kend: nothing to compute.
+            for (var i = 0u; i < 8u; i++) {
+                t_s[(r0 + i) * 16u + sk] = vec4<f32>(MASKED);
+            }
         }
-        let ts = t0 + r0;
-        let sc = p.scale;
-        t_s[(r0 + 0u) * 16u + sk] = finish_keys(s0 * sc, b, h, min(ts + 0u, t_last), jk, kend);
-        t_s[(r0 + 1u) * 16u + sk] = finish_keys(s1 * sc, b, h, min(ts + 1u, t_last), jk, kend);
-        t_s[(r0 + 2u) * 16u + sk] = finish_keys(s2 * sc, b, h, min(ts + 2u, t_last), jk, kend);
-        t_s[(r0 + 3u) * 16u + sk] = finish_keys(s3 * sc, b, h, min(ts + 3u, t_last), jk, kend);
-        t_s[(r0 + 4u) * 16u + sk] = finish_keys(s4 * sc, b, h, min(ts + 4u, t_last), jk, kend);
-        t_s[(r0 + 5u) * 16u + sk] = finish_keys(s5 * sc, b, h, min(ts + 5u, t_last), jk, kend);
-        t_s[(r0 + 6u) * 16u + sk] = finish_keys(s6 * sc, b, h, min(ts + 6u, t_last), jk, kend);
-        t_s[(r0 + 7u) * 16u + sk] = finish_keys(s7 * sc, b, h, min(ts + 7u, t_last), jk, kend);
         workgroupBarrier();
 
         // (2) one lane per row folds the block into its running max and sum
@@ -381,6 +388,9 @@ fn sdpa_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
             let ca = 2u * (st - rg * pairs);
             let cb = min(ca + 1u, p.d4 - 1u);
             let pr0 = rg * 8u;
+            if (t0 + pr0 >= p.tq) {
+                continue; // rows past the end of the sequence
+            }
             let al = t_alpha[2u * rg];
             let ah = t_alpha[2u * rg + 1u];
             var o_row: array<u32, 8>;
