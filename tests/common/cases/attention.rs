@@ -176,6 +176,20 @@ pub async fn sdpa_tiling(gpu: &Gpu) -> R {
     Ok(())
 }
 
+/// Fast vs slow: the register kernel and the tiled one agree with each other directly (two
+/// UNet-like heads at batch 2, causal on), not only each with the reference.
+pub async fn sdpa_kernels_agree(gpu: &Gpu) -> R {
+    let n = dims(2, 300, 257, 2, 32);
+    let (q, k, v) = qkv(95, n);
+    let tq = Tensor::from_slice(gpu, &q, [n.b, n.tq, n.heads * n.d]).map_err(e)?;
+    let tk = Tensor::from_slice(gpu, &k, [n.b, n.tk, n.heads * n.d]).map_err(e)?;
+    let tv = Tensor::from_slice(gpu, &v, [n.b, n.tk, n.heads * n.d]).map_err(e)?;
+    let opts = Sdpa { causal: Some(-43), ..Sdpa::new(n.heads, 1.0 / (32f32).sqrt()) };
+    let rows = tq.sdpa_with(&tk, &tv, &Sdpa { kernel: SdpaKernel::Rows, ..opts }).map_err(e)?;
+    let tiled = tq.sdpa_with(&tk, &tv, &Sdpa { kernel: SdpaKernel::Tiled, ..opts }).map_err(e)?;
+    assert_close("sdpa Rows vs Tiled", &rows.to_vec().await.map_err(e)?, &tiled.to_vec().await.map_err(e)?, REDUCTION)
+}
+
 pub async fn sdpa_errors(gpu: &Gpu) -> R {
     let t = |shape: &[usize]| Tensor::zeros(gpu, shape.to_vec()).map_err(e);
     let q = t(&[2, 5, 32])?;
