@@ -35,16 +35,17 @@
 //                   registers is the lever (spec/lavapipe-matmul.md). Grid: ceil(batch·heads·
 //                   groups / 64) workgroups of 64, folded over x/y/z; a workgroup may span
 //                   several (b, h), which keeps small-T, large-B problems dense.
-//   sdpa_tiled      any d (multiple of 4). A workgroup of 64 owns 32 query rows of one (b, h)
-//                   and streams key blocks of 64: (1) each lane computes an 8-row × 4-key score
-//                   tile in a runtime loop over d (12 vec4 loads per 32 four-wide dots) into
+//   sdpa_tiled      any d (multiple of 4). A workgroup of 32 owns 32 query rows of one (b, h)
+//                   and streams key blocks of 64: (1) each lane computes an 8-row × 8-key score
+//                   tile in a runtime loop over d (16 vec4 loads feed 64 four-wide dots) into
 //                   workgroup memory (8 KiB); (2) one lane per row folds the block into its
 //                   running max and sum and turns scores into weights; (3) the 32×d output is
 //                   cut into 8-row × 2-vec4 sub-tiles spread over the lanes, each loaded from o,
 //                   rescaled, updated with weights·v (4 keys per step) and stored back; the
 //                   last block divides by the row sums. Keeping the accumulator in o makes
 //                   registers independent of d (the VAE's 512-wide head) and sane on real GPUs.
-//                   Grid: batch·heads·groups workgroups, folded.
+//                   Lanes whose rows lie past tq or keys past the last visible one skip their
+//                   loads. Grid: batch·heads·groups workgroups, folded.
 //   feature_softmax x [runs·d] -> softmax over each run of d = 4·d4 features; one invocation
 //                   per run (efficient attention's q̂ and k̂). Grid: ceil(batch / 64), batch = runs.
 //
@@ -267,7 +268,7 @@ var<workgroup> t_s: array<vec4<f32>, 512>;   // TBQ × TBK scores, then weights:
 var<workgroup> t_alpha: array<vec4<f32>, 8>; // per-row rescale of this block (4 rows per vec4)
 var<workgroup> t_inv: array<vec4<f32>, 8>;   // per-row 1/l, valid in the last block
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn sdpa_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = linear_id(wid, nwg);
     if (g >= p.batch * p.heads * p.groups) {
@@ -285,9 +286,9 @@ fn sdpa_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let vb = b * p.v_b + hk * p.v_h;
     let ob = b * p.o_b + h * p.o_h;
 
-    // Score phase: lane (sr, sk) owns rows 8·sr ..+8 and keys 4·sk ..+4 of the block.
-    let sr = lid / 16u;
-    let sk = lid % 16u;
+    // Score phase: lane (sr, sk) owns rows 8·sr ..+8 and keys 8·sk ..+8 of the block.
+    let sr = lid / 8u;
+    let sk = lid % 8u;
     let r0 = sr * 8u;
     var q_row: array<u32, 8>;
     for (var i = 0u; i < 8u; i++) {
@@ -300,49 +301,57 @@ fn sdpa_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     var m_run = MASKED; // lane r < 32: running max and sum of row r
     var l_run = 0.0;
     for (var j0 = 0u; j0 < kend; j0 += TBK) {
-        // (1) scores, d in a runtime loop; 12 vec4 loads feed 32 four-wide dots
-        let jk = j0 + 4u * sk;
-        let k0 = kb + min(jk, kend - 1u) * p.k_t;
-        let k1 = kb + min(jk + 1u, kend - 1u) * p.k_t;
-        let k2 = kb + min(jk + 2u, kend - 1u) * p.k_t;
-        let k3 = kb + min(jk + 3u, kend - 1u) * p.k_t;
+        // (1) scores, d in a runtime loop; 16 vec4 loads feed 64 four-wide dots
+        let jk = j0 + 8u * sk;
         if (t0 + r0 < p.tq && jk < kend) {
-            var s0 = vec4<f32>(0.0);
-            var s1 = vec4<f32>(0.0);
-            var s2 = vec4<f32>(0.0);
-            var s3 = vec4<f32>(0.0);
-            var s4 = vec4<f32>(0.0);
-            var s5 = vec4<f32>(0.0);
-            var s6 = vec4<f32>(0.0);
-            var s7 = vec4<f32>(0.0);
+            var kr: array<u32, 8>;
+            for (var jj = 0u; jj < 8u; jj++) {
+                kr[jj] = kb + min(jk + jj, kend - 1u) * p.k_t;
+            }
+            var s0 = vec4<f32>(0.0); var z0 = vec4<f32>(0.0);
+            var s1 = vec4<f32>(0.0); var z1 = vec4<f32>(0.0);
+            var s2 = vec4<f32>(0.0); var z2 = vec4<f32>(0.0);
+            var s3 = vec4<f32>(0.0); var z3 = vec4<f32>(0.0);
+            var s4 = vec4<f32>(0.0); var z4 = vec4<f32>(0.0);
+            var s5 = vec4<f32>(0.0); var z5 = vec4<f32>(0.0);
+            var s6 = vec4<f32>(0.0); var z6 = vec4<f32>(0.0);
+            var s7 = vec4<f32>(0.0); var z7 = vec4<f32>(0.0);
             for (var c = 0u; c < p.d4; c++) {
-                let kc0 = k[k0 + c];
-                let kc1 = k[k1 + c];
-                let kc2 = k[k2 + c];
-                let kc3 = k[k3 + c];
-                s0 += dots(q[q_row[0] + c], kc0, kc1, kc2, kc3);
-                s1 += dots(q[q_row[1] + c], kc0, kc1, kc2, kc3);
-                s2 += dots(q[q_row[2] + c], kc0, kc1, kc2, kc3);
-                s3 += dots(q[q_row[3] + c], kc0, kc1, kc2, kc3);
-                s4 += dots(q[q_row[4] + c], kc0, kc1, kc2, kc3);
-                s5 += dots(q[q_row[5] + c], kc0, kc1, kc2, kc3);
-                s6 += dots(q[q_row[6] + c], kc0, kc1, kc2, kc3);
-                s7 += dots(q[q_row[7] + c], kc0, kc1, kc2, kc3);
+                let ka = transpose(mat4x4<f32>(k[kr[0] + c], k[kr[1] + c], k[kr[2] + c], k[kr[3] + c]));
+                let kz = transpose(mat4x4<f32>(k[kr[4] + c], k[kr[5] + c], k[kr[6] + c], k[kr[7] + c]));
+                var qc = q[q_row[0] + c]; s0 += ka * qc; z0 += kz * qc;
+                qc = q[q_row[1] + c]; s1 += ka * qc; z1 += kz * qc;
+                qc = q[q_row[2] + c]; s2 += ka * qc; z2 += kz * qc;
+                qc = q[q_row[3] + c]; s3 += ka * qc; z3 += kz * qc;
+                qc = q[q_row[4] + c]; s4 += ka * qc; z4 += kz * qc;
+                qc = q[q_row[5] + c]; s5 += ka * qc; z5 += kz * qc;
+                qc = q[q_row[6] + c]; s6 += ka * qc; z6 += kz * qc;
+                qc = q[q_row[7] + c]; s7 += ka * qc; z7 += kz * qc;
             }
             let ts = t0 + r0;
             let sc = p.scale;
-            t_s[(r0 + 0u) * 16u + sk] = finish_keys(s0 * sc, b, h, min(ts + 0u, t_last), jk, kend);
-            t_s[(r0 + 1u) * 16u + sk] = finish_keys(s1 * sc, b, h, min(ts + 1u, t_last), jk, kend);
-            t_s[(r0 + 2u) * 16u + sk] = finish_keys(s2 * sc, b, h, min(ts + 2u, t_last), jk, kend);
-            t_s[(r0 + 3u) * 16u + sk] = finish_keys(s3 * sc, b, h, min(ts + 3u, t_last), jk, kend);
-            t_s[(r0 + 4u) * 16u + sk] = finish_keys(s4 * sc, b, h, min(ts + 4u, t_last), jk, kend);
-            t_s[(r0 + 5u) * 16u + sk] = finish_keys(s5 * sc, b, h, min(ts + 5u, t_last), jk, kend);
-            t_s[(r0 + 6u) * 16u + sk] = finish_keys(s6 * sc, b, h, min(ts + 6u, t_last), jk, kend);
-            t_s[(r0 + 7u) * 16u + sk] = finish_keys(s7 * sc, b, h, min(ts + 7u, t_last), jk, kend);
+            let w0 = r0 * 16u + 2u * sk;
+            t_s[w0] = finish_keys(s0 * sc, b, h, min(ts, t_last), jk, kend);
+            t_s[w0 + 1u] = finish_keys(z0 * sc, b, h, min(ts, t_last), jk + 4u, kend);
+            t_s[w0 + 16u] = finish_keys(s1 * sc, b, h, min(ts + 1u, t_last), jk, kend);
+            t_s[w0 + 17u] = finish_keys(z1 * sc, b, h, min(ts + 1u, t_last), jk + 4u, kend);
+            t_s[w0 + 32u] = finish_keys(s2 * sc, b, h, min(ts + 2u, t_last), jk, kend);
+            t_s[w0 + 33u] = finish_keys(z2 * sc, b, h, min(ts + 2u, t_last), jk + 4u, kend);
+            t_s[w0 + 48u] = finish_keys(s3 * sc, b, h, min(ts + 3u, t_last), jk, kend);
+            t_s[w0 + 49u] = finish_keys(z3 * sc, b, h, min(ts + 3u, t_last), jk + 4u, kend);
+            t_s[w0 + 64u] = finish_keys(s4 * sc, b, h, min(ts + 4u, t_last), jk, kend);
+            t_s[w0 + 65u] = finish_keys(z4 * sc, b, h, min(ts + 4u, t_last), jk + 4u, kend);
+            t_s[w0 + 80u] = finish_keys(s5 * sc, b, h, min(ts + 5u, t_last), jk, kend);
+            t_s[w0 + 81u] = finish_keys(z5 * sc, b, h, min(ts + 5u, t_last), jk + 4u, kend);
+            t_s[w0 + 96u] = finish_keys(s6 * sc, b, h, min(ts + 6u, t_last), jk, kend);
+            t_s[w0 + 97u] = finish_keys(z6 * sc, b, h, min(ts + 6u, t_last), jk + 4u, kend);
+            t_s[w0 + 112u] = finish_keys(s7 * sc, b, h, min(ts + 7u, t_last), jk, kend);
+            t_s[w0 + 113u] = finish_keys(z7 * sc, b, h, min(ts + 7u, t_last), jk + 4u, kend);
         } else {
             // Rows past the end of the sequence or keys past kend: nothing to compute.
             for (var i = 0u; i < 8u; i++) {
-                t_s[(r0 + i) * 16u + sk] = vec4<f32>(MASKED);
+                t_s[(r0 + i) * 16u + 2u * sk] = vec4<f32>(MASKED);
+                t_s[(r0 + i) * 16u + 2u * sk + 1u] = vec4<f32>(MASKED);
             }
         }
         workgroupBarrier();
@@ -383,7 +392,7 @@ fn sdpa_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         // (3) o = o·alpha + weights · v on 8 × 2 sub-tiles; o holds the running accumulator
         let first = j0 == 0u;
         let n4 = (min(TBK, kend - j0) + 3u) / 4u;
-        for (var st = lid; st < n_sub; st += 64u) {
+        for (var st = lid; st < n_sub; st += 32u) {
             let rg = st / pairs;
             let ca = 2u * (st - rg * pairs);
             let cb = min(ca + 1u, p.d4 - 1u);
@@ -465,7 +474,7 @@ fn sdpa_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
     if (kend == 0u) {
         // No row of this tile sees a key: zeros.
-        for (var st = lid; st < TBQ * p.d4; st += 64u) {
+        for (var st = lid; st < TBQ * p.d4; st += 32u) {
             let row = st / p.d4;
             if (t0 + row < p.tq) {
                 o[ob + (t0 + row) * p.o_t + st - row * p.d4] = vec4<f32>(0.0);
