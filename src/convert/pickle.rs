@@ -19,7 +19,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use super::value::MAX_DEPTH;
-use super::value::{DType, Global, Object, Storage, TensorRef, Value};
+// The types `load` produces, also reachable as `pickle::Value` etc.
+pub use super::value::{DType, Global, Object, Storage, TensorRef, Value};
 use crate::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
