@@ -513,9 +513,7 @@ fn by_hand_files_get_instructions_then_install() {
     // (The tiny checkpoint needs its config; without one the official config applies and the
     // shapes differ, so give it the fixture's config by hand too.)
     let files = files
-        + &format!(
-            "[[file]]\nname = \"audioldm_tiny.json\"\n[file.by_hand]\npage = \"https://drive.example.org/folder\"\ninstructions = \"Download it.\"\n"
-        );
+        + "[[file]]\nname = \"audioldm_tiny.json\"\n[file.by_hand]\npage = \"https://drive.example.org/folder\"\ninstructions = \"Download it.\"\n";
     let m = manifest("hand", "audioldm", "audioldm_tiny.ckpt", Some("audioldm_tiny.json"), &files);
     assert!(matches!(fx.fetch(&m, false, &mut Quiet).unwrap(), Outcome::NeedsFilesByHand(v) if v.len() == 1));
     std::fs::copy(fixture("audioldm_tiny.json"), dir.join("models/sources/hand/audioldm_tiny.json")).unwrap();

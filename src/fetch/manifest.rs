@@ -232,7 +232,8 @@ impl Manifest {
                 return Err(format!("file `{}` is listed twice", f.name));
             }
             let ctx = |m: String| format!("file `{}`: {m}", f.name);
-            if !f.sha256.is_empty() && !(f.sha256.len() == 64 && f.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))) {
+            let hex64 = f.sha256.len() == 64 && f.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !f.sha256.is_empty() && !hex64 {
                 return Err(ctx(format!("sha256 `{}` is not 64 lower-case hex digits (leave it empty when unknown)", f.sha256)));
             }
             let sources = usize::from(!f.urls.is_empty()) + usize::from(f.hf.is_some()) + usize::from(f.by_hand.is_some());
