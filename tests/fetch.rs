@@ -349,6 +349,15 @@ fn partial_from_an_earlier_run_is_resumed() {
     assert_eq!(server.requests()[0].range.as_deref(), Some("bytes=1000-"));
     assert!(!partial.exists());
 
+    // A partial that is already complete: the server answers 416 and the file is verified.
+    let m3 = manifest("m3", "audioldm", "c.bin", None, &url_file("c.bin", &sha(&body), &server.url("/c.bin")));
+    let partial3 = dir.join("models/sources/m3/c.bin.partial");
+    std::fs::create_dir_all(partial3.parent().unwrap()).unwrap();
+    std::fs::write(&partial3, &body).unwrap();
+    let (path3, _) = ready(fx.ensure_file(&m3, &m3.files[0], &mut Quiet).unwrap());
+    assert_eq!(std::fs::read(path3).unwrap(), body);
+    assert_eq!(server.requests().last().unwrap().range, Some(format!("bytes={}-", body.len())));
+
     // A server that ignores the range: the file starts over and is still right.
     let server2 = Server::start();
     server2.route("/c.bin", Reply::File { body: Arc::new(body.clone()), headers: vec![], drop_first_at: None, ignore_range: true });
@@ -602,6 +611,16 @@ fn hub_cache_layout_and_reuse() {
     let (again, _) = ready(fx.ensure_file(&m, &m.files[0], &mut Quiet).unwrap());
     assert_eq!(again, path);
     assert_eq!(server.requests().len(), n);
+
+    // An unpinned revision from a server that does not say which commit it is: a clear error,
+    // nothing left in the cache.
+    server.file("/org/plain/resolve/main/w.bin", &body);
+    let files = "[[file]]\nname = \"w.bin\"\n[file.hf]\nrepo = \"org/plain\"\nrevision = \"main\"\npath = \"w.bin\"\n";
+    let mp = manifest("plain", "audioldm", "w.bin", None, files);
+    let e = fx.ensure_file(&mp, &mp.files[0], &mut Quiet).unwrap_err().to_string();
+    assert!(e.contains("org/plain") && e.contains("X-Repo-Commit"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(dir.join("hf/hub/models--org--plain/blobs")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 
     // A cache written by huggingface_hub for a pinned revision, with no server at all.
     let dir2 = tmp("hub-pinned");

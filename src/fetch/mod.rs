@@ -226,7 +226,9 @@ impl Fetcher {
             let tmp = self.hub.download_path(src);
             let url = hub::resolve_url(&self.hf_endpoint, src);
             let d = self.http.download(&[url], &tmp, expect, &label, progress)?;
-            let p = self.hub.store(src, d.meta.repo_commit.as_deref(), d.meta.etag.as_deref(), &d.sha256, &tmp)?;
+            let p = self.hub.store(src, d.meta.repo_commit.as_deref(), d.meta.etag.as_deref(), &d.sha256, &tmp).inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })?;
             return Ok(FileState::Ready { path: p, sha256: d.sha256 });
         }
         let dest = self.sources_dir(m).join(&f.name);
