@@ -539,7 +539,7 @@ fn r_fill(win: ptr<function, array<vec4<f32>, 9>>, rowb: i32, ia0: i32, step: i3
 // The 4 inputs at ia0 + (i + q)·step, q = 0..3.
 fn r_x4(rowb: i32, ia0: i32, i: i32, step: i32, xs: i32, lim: u32, okb: bool) -> vec4<f32> {
     let ia = vec4<i32>(ia0) + (vec4<i32>(LANE4) + vec4<i32>(i)) * step;
-    return x4(vec4<i32>(rowb) + ia * xs, vec4<u32>(ia) < vec4<u32>(lim) & vec4<bool>(okb));
+    return x4(vec4<i32>(rowb) + ia * xs, (vec4<u32>(ia) < vec4<u32>(lim)) & vec4<bool>(okb));
 }
 
 // Weights of tap `a` for the 4 channel rows `e` (element offsets of tap 0), 0 past the last tap.
@@ -618,8 +618,8 @@ fn p_load(s: ptr<function, array<vec4<f32>, 6>>, xc: i32, ib: i32, ia0: i32) {
     let iac = iaa + vec4<i32>(8);
     let xs = i32(p.xsa);
     let la = vec4<u32>(p.la);
-    let a = x4(vec4<i32>(rowb) + iaa * xs, vec4<u32>(iaa) < la & vec4<bool>(okb));
-    let b = x4(vec4<i32>(rowb) + iab * xs, vec4<u32>(iab) < la & vec4<bool>(okb));
+    let a = x4(vec4<i32>(rowb) + iaa * xs, (vec4<u32>(iaa) < la) & vec4<bool>(okb));
+    let b = x4(vec4<i32>(rowb) + iab * xs, (vec4<u32>(iab) < la) & vec4<bool>(okb));
     let c0 = x1(rowb + iac.x * xs, okb && u32(iac.x) < p.la);
     let c1 = x1(rowb + iac.y * xs, okb && u32(iac.y) < p.la);
     (*s)[0] = a;
@@ -690,7 +690,7 @@ fn conv2d_3x3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let obi = bb * 2u + q / 2u;
         let oa = vec4<u32>(ab * 8u + (q % 2u) * 4u) + LANE4;
         pidx[q] = vec4<u32>(ybase + obi * p.ysb) + oa * p.ysa;
-        pok[q] = oa < vec4<u32>(p.oa) & vec4<bool>(obi < p.ob);
+        pok[q] = (oa < vec4<u32>(p.oa)) & vec4<bool>(obi < p.ob);
     }
     st4(acc[0], co0 + 0u, co0 + 0u < co_end, pidx[0] + vec4<u32>((co0 + 0u) * howo), pok[0]);
     st4(acc[1], co0 + 0u, co0 + 0u < co_end, pidx[1] + vec4<u32>((co0 + 0u) * howo), pok[1]);
@@ -797,7 +797,7 @@ fn conv_transpose1d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     for (var q = 0u; q < 8u; q++) {
         let tt = vec4<i32>((vec4<u32>(u0) + (LANE4 + vec4<u32>(4u * q)) * e) * p.sw + vec4<u32>(ph)) - vec4<i32>(i32(p.pw));
         idx[q] = vec4<u32>(nn * p.cout * p.wo + g * p.cout_g * p.wo) + vec4<u32>(tt);
-        ok[q] = tt >= vec4<i32>(0) & tt < vec4<i32>(i32(p.wo));
+        ok[q] = (tt >= vec4<i32>(0)) & (tt < vec4<i32>(i32(p.wo)));
     }
     let co0 = g * p.cout_g + cog0;
     let co1 = co0 + 1u;
