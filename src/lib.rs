@@ -38,6 +38,8 @@ pub mod nn;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod video;
 pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
