@@ -1,12 +1,11 @@
 //! `ssv2a convert --kind KIND --input CHECKPOINT [--config JSON] --output PACK [--dtype f16|f32]`
-//! (contract: ../shared/spec/interfaces.md).
+//! (contract: ../shared/spec/interfaces.md). The work is [`ssv2a::convert::convert_checkpoint`],
+//! which `ssv2a fetch` calls too.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use ssv2a::convert::plan::{CheckpointSource, Plan};
-use ssv2a::convert::{pack_writer, Checkpoint};
+use anyhow::bail;
+use ssv2a::convert::{convert_checkpoint, ConvertJob};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,45 +32,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "f32" => false,
         other => bail!("--dtype must be f16 or f32, not `{other}`"),
     };
-    let config: Option<serde_json::Value> = match &a.config {
-        Some(p) => Some(
-            serde_json::from_slice(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
-                .with_context(|| format!("{} is not valid JSON", p.display()))?,
-        ),
-        None => None,
-    };
     let t0 = std::time::Instant::now();
-    let ckpt = Checkpoint::open(&a.input)?;
-    let (plan, src) = match a.kind.as_str() {
-        "audioldm" => {
-            let root = if ckpt.get("state_dict").is_some() { "state_dict" } else { "" };
-            let src = CheckpointSource::new(&ckpt, root)?;
-            let cfg = match &config {
-                Some(v) => ssv2a::models::audioldm::AudioLdmConfig::from_json(v)?,
-                None => ssv2a::models::audioldm::AudioLdmConfig::s_full_v2(),
-            };
-            (ssv2a::models::audioldm::plan(&src, &cfg)?, src)
-        }
-        "ssv2a" | "aggregator" | "clip" | "yolo" | "prior" => {
-            bail!("--kind {} is not implemented yet in this version of ssv2a", a.kind)
-        }
-        other => bail!("unknown --kind `{other}` (audioldm, ssv2a, aggregator, clip, yolo, prior)"),
-    };
-    write(&plan, &src, &a, f16)?;
+    let mut job = ConvertJob::new(&a.kind, &a.input, &a.output);
+    job.config = a.config.as_deref();
+    job.f16 = f16;
+    let done = convert_checkpoint(&job)?;
     eprintln!(
         "wrote {} ({} tensors, {}) in {:.1} s",
         a.output.display(),
-        plan.tensors.len(),
+        done.tensors,
         if f16 { "f16" } else { "f32" },
         t0.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-fn write(plan: &Plan, src: &CheckpointSource, a: &Args, f16: bool) -> anyhow::Result<()> {
-    let mut extra = BTreeMap::new();
-    extra.insert("source".into(), a.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    extra.insert("source_sha256".into(), pack_writer::sha256_file(&a.input)?);
-    plan.write(src, &a.output, f16, extra)?;
     Ok(())
 }

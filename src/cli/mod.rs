@@ -2,6 +2,7 @@
 //! here; model logic lives in the library.
 
 mod convert;
+mod fetch;
 mod stage;
 
 use clap::{Parser, Subcommand};
@@ -13,7 +14,8 @@ use clap::{Parser, Subcommand};
     about = "SSV2A (sound source-aware vision-to-audio generation) on any GPU",
     long_about = "ssv2a turns pictures of a scene into the sound of that scene, running every stage of the \
 official SSV2A model as WGSL kernels on your GPU (Vulkan, Metal, DX12; or WebGPU in a browser).\n\n\
-Weights: convert the official checkpoints once with `ssv2a convert` (no Python needed)."
+Weights: `ssv2a fetch` downloads the official checkpoints and converts them into packs once \
+(no Python needed); `ssv2a models` lists what is installed."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +28,10 @@ enum Cmd {
     Info,
     /// Convert an official checkpoint into a weight pack (fp16 by default).
     Convert(convert::Args),
+    /// Download the official checkpoints (resuming, sha256-verified) and install their packs.
+    Fetch(fetch::FetchArgs),
+    /// List the models: installed, missing or stale.
+    Models(fetch::ModelsArgs),
     /// Run one model stage on tensors from a safetensors file (for parity checks).
     Stage(stage::Args),
     /// Benchmarks on the current adapter, as ratios against a baseline run in the same process.
@@ -79,6 +85,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Convert(a) => convert::run(a),
+        Cmd::Fetch(a) => fetch::fetch(a),
+        Cmd::Models(a) => fetch::models(a),
         Cmd::Stage(a) => stage::run(a).await,
         Cmd::Bench { what: BenchWhat::Kernels { reps } } => bench_kernels(reps).await,
         Cmd::Bench { what: BenchWhat::Unet { batch, frames, dtype, reps } } => bench_unet(batch, frames, &dtype, reps).await,

@@ -19,6 +19,10 @@ pub struct Args {
     input: PathBuf,
     #[arg(long)]
     output: PathBuf,
+    /// Also time the stage: run it this many more times after the first (warm-up) run and print
+    /// `stage-time: best=… median=…` (seconds, GPU work and readback, no loading) to stderr.
+    #[arg(long, default_value_t = 0)]
+    repeat: usize,
 }
 
 fn read_inputs(path: &PathBuf) -> anyhow::Result<BTreeMap<String, HostTensor>> {
@@ -42,28 +46,22 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let inputs = read_inputs(&a.input)?;
     let gpu = Gpu::new().await?;
     let w = Weights::from_file(&gpu, &a.weights)?;
+    let stage = prepare(&a, &gpu, &w)?;
+    let mut times = vec![];
     let mut outputs: Vec<(String, Tensor)> = vec![];
-    match a.stage.as_str() {
-        "vae" => {
-            let dec = ssv2a::models::audioldm::Decoder::load(&w)?;
-            let latent = Tensor::upload(&gpu, input(&inputs, "latent", &a.input)?)?;
-            outputs.push(("mel".into(), dec.latent_to_mel(&latent, None)?));
+    for rep in 0..=a.repeat {
+        let t0 = std::time::Instant::now();
+        outputs = stage(&inputs)?;
+        for (_, t) in &outputs {
+            t.to_host().await?;
         }
-        "hifigan" => {
-            let dec = ssv2a::models::audioldm::Decoder::load(&w)?;
-            let mel = Tensor::upload(&gpu, input(&inputs, "mel", &a.input)?)?;
-            outputs.push(("waveform".into(), dec.mel_to_waveform(&mel, None)?));
+        if rep > 0 {
+            times.push(t0.elapsed().as_secs_f64());
         }
-        "unet" => {
-            let unet = ssv2a::models::audioldm::load_unet(&w)?;
-            let x = Tensor::upload(&gpu, input(&inputs, "x", &a.input)?)?;
-            let t = input(&inputs, "t", &a.input)?;
-            let film = Tensor::upload(&gpu, input(&inputs, "film", &a.input)?)?;
-            outputs.push(("eps".into(), unet.forward(&x, &t.data, &film, None)?));
-        }
-        "clip-vision" | "clip-text" | "yolo" | "manifold-clip" | "manifold-clap" | "generator" | "remixer" | "aggregator"
-        | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
-        other => bail!("unknown stage `{other}`"),
+    }
+    if !times.is_empty() {
+        times.sort_by(f64::total_cmp);
+        eprintln!("stage-time: best={:.4} median={:.4} runs={}", times[0], times[times.len() / 2], times.len());
     }
     let mut pack = vec![];
     for (name, t) in outputs {
@@ -73,6 +71,42 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let bytes = serialize_pack(&pack, &BTreeMap::new())?;
     write_atomic(&a.output, &bytes)?;
     Ok(())
+}
+
+type Inputs = BTreeMap<String, HostTensor>;
+type StageFn = Box<dyn Fn(&Inputs) -> anyhow::Result<Vec<(String, Tensor)>>>;
+
+/// Load the stage's model once; the returned closure runs it on a set of inputs.
+fn prepare(a: &Args, gpu: &Gpu, w: &Weights) -> anyhow::Result<StageFn> {
+    let (gpu, path) = (gpu.clone(), a.input.clone());
+    Ok(match a.stage.as_str() {
+        "vae" => {
+            let dec = ssv2a::models::audioldm::Decoder::load(w)?;
+            Box::new(move |inputs: &Inputs| {
+                let latent = Tensor::upload(&gpu, input(inputs, "latent", &path)?)?;
+                Ok(vec![("mel".into(), dec.latent_to_mel(&latent, None)?)])
+            })
+        }
+        "hifigan" => {
+            let dec = ssv2a::models::audioldm::Decoder::load(w)?;
+            Box::new(move |inputs: &Inputs| {
+                let mel = Tensor::upload(&gpu, input(inputs, "mel", &path)?)?;
+                Ok(vec![("waveform".into(), dec.mel_to_waveform(&mel, None)?)])
+            })
+        }
+        "unet" => {
+            let unet = ssv2a::models::audioldm::load_unet(w)?;
+            Box::new(move |inputs: &Inputs| {
+                let x = Tensor::upload(&gpu, input(inputs, "x", &path)?)?;
+                let t = input(inputs, "t", &path)?;
+                let film = Tensor::upload(&gpu, input(inputs, "film", &path)?)?;
+                Ok(vec![("eps".into(), unet.forward(&x, &t.data, &film, None)?)])
+            })
+        }
+        "clip-vision" | "clip-text" | "yolo" | "manifold-clip" | "manifold-clap" | "generator" | "remixer" | "aggregator"
+        | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
+        other => bail!("unknown stage `{other}`"),
+    })
 }
 
 /// Write via a temporary file in the same directory, renamed into place.

@@ -3,11 +3,15 @@
 //! - [`pickle`]: a pickle reader that records calls instead of making them, so loading a
 //!   checkpoint can never execute code; torch's tensor and storage constructors become
 //!   [`TensorRef`]s.
+//! - [`value`]: the decoded data ([`Value`], [`Object`], [`TensorRef`], [`DType`]) and its
+//!   navigation and JSON rendering.
 //! - [`zip`]: the stored-records subset of zip that `torch.save` archives use.
 //! - [`torch`]: [`Checkpoint`] opens `torch.save` zip archives (any top folder name),
 //!   TorchScript archives, the legacy non-zip format and safetensors files; it flattens dicts,
 //!   Lightning checkpoints and pickled `nn.Module` trees into state-dict names and reads one
 //!   tensor at a time.
+//! - `kinds` (native only): [`convert_checkpoint`], the one path from a checkpoint file to a
+//!   pack, for every `--kind` (used by `ssv2a convert` and `ssv2a fetch`).
 //! - `pack_writer` (native only): writes a pack from a plan, streaming one tensor at a time
 //!   into a temporary file renamed into place on success.
 //!
@@ -23,11 +27,17 @@
 //! ```
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod kinds;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod pack_writer;
 pub mod pickle;
 pub mod plan;
 pub mod torch;
+pub mod value;
 pub mod zip;
 
-pub use pickle::{DType, Global, Object, Storage, TensorRef, Value};
+pub use torch::flatten;
 pub use torch::{Checkpoint, Format, RawTensor};
+pub use value::{DType, Global, Object, Storage, TensorRef, Value};
+#[cfg(not(target_arch = "wasm32"))]
+pub use kinds::{convert_checkpoint, ConvertJob, Converted};

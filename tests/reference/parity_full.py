@@ -9,8 +9,9 @@ ultralytics 8.2.90), saves it the way the original checkpoint is saved, then, pe
     ssv2a stage STAGE --weights PACK --input IN.safetensors --output OUT.safetensors
 
 and prints, per stage and pack dtype: max abs error, relative error (max|out-ref| / max|ref|),
-SNR in dB (10·log10(Σref² / Σ(out-ref)²)), cosine similarity, the ssv2a wall time (process start,
-pack load and GPU init included) and the PyTorch CPU time of the same stage (median of --repeat
+SNR in dB (10·log10(Σref² / Σ(out-ref)²)), cosine similarity, the ssv2a stage time (median of
+--repeat runs after a warm-up, as `ssv2a stage --repeat` reports it: GPU work and readback, no
+process start or pack loading) and the PyTorch CPU time of the same stage (median of --repeat
 runs after one warm-up; reference CPU times seen on the project machine: VAE decode ≈3.9 s,
 HiFi-GAN ≈5.2 s, UNet step batch 2 ≈1.85 s, CLIP batch 1 ≈1.14 s).
 
@@ -81,6 +82,12 @@ class Runner:
         if p.returncode != 0:
             print(f"    FAILED: ssv2a {' '.join(argv)}\n{p.stdout}{p.stderr}")
             return None
+        # `ssv2a stage --repeat N` prints the stage's own time (GPU work + readback, no process
+        # start or loading): prefer it for the ratio against PyTorch.
+        for line in p.stderr.splitlines():
+            if line.startswith("stage-time:"):
+                fields = dict(kv.split("=") for kv in line.split()[1:])
+                return float(fields["median"])
         return dt
 
     def convert(self, kind, ckpt, dtype, config=None):
@@ -108,7 +115,8 @@ class Runner:
             if pack is None:
                 continue
             fout = self.work / f"{stage}.{dtype}.out.safetensors"
-            dt = self.run(["stage", stage, "--weights", str(pack), "--input", str(fin), "--output", str(fout)])
+            dt = self.run(["stage", stage, "--weights", str(pack), "--input", str(fin), "--output", str(fout),
+                           "--repeat", str(self.a.repeat)])
             if dt is None:
                 self.rows.append((model, stage, dtype, None, t_torch, None))
                 continue

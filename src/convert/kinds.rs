@@ -1,0 +1,110 @@
+//! [`convert_checkpoint`]: one entry point from an official checkpoint to a pack, shared by
+//! `ssv2a convert` and `ssv2a fetch` (native only: it reads and writes files).
+//!
+//! To add a kind: add its arm to the `match` in [`convert_checkpoint`] and its name to
+//! [`IMPLEMENTED`]. A kind missing from [`IMPLEMENTED`] never reaches its arm, so forgetting the
+//! list shows up at once in the kind's own tests.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::plan::{CheckpointSource, Plan};
+use super::{pack_writer, Checkpoint};
+use crate::{Error, Result};
+
+/// Every `--kind` of the convert contract (../shared/spec/interfaces.md).
+pub const KINDS: &[&str] = &["audioldm", "ssv2a", "aggregator", "clip", "yolo", "prior"];
+
+/// The kinds this build can convert.
+pub const IMPLEMENTED: &[&str] = &["audioldm"];
+
+/// Whether this build converts `kind`.
+pub fn is_implemented(kind: &str) -> bool {
+    IMPLEMENTED.contains(&kind)
+}
+
+/// What to convert.
+#[derive(Clone, Debug)]
+pub struct ConvertJob<'a> {
+    pub kind: &'a str,
+    /// The official checkpoint (torch.save zip / TorchScript / legacy file, or safetensors).
+    pub input: &'a Path,
+    /// Model config JSON where the checkpoint does not carry one.
+    pub config: Option<&'a Path>,
+    /// The pack to write (through a temporary file renamed on success).
+    pub output: &'a Path,
+    /// f16 storage of matrices and kernels (false: f32, for parity measurements).
+    pub f16: bool,
+    /// The input's sha256 when the caller already knows it (saves reading the file again).
+    pub input_sha256: Option<&'a str>,
+    /// More `__metadata__` entries (e.g. the manifest a pack was fetched for).
+    pub extra_metadata: BTreeMap<String, String>,
+}
+
+impl<'a> ConvertJob<'a> {
+    pub fn new(kind: &'a str, input: &'a Path, output: &'a Path) -> ConvertJob<'a> {
+        ConvertJob { kind, input, config: None, output, f16: true, input_sha256: None, extra_metadata: BTreeMap::new() }
+    }
+}
+
+/// What [`convert_checkpoint`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Converted {
+    pub tensors: usize,
+    /// Size of the pack file.
+    pub bytes: u64,
+    /// sha256 of the input checkpoint (recorded in the pack as `source_sha256`).
+    pub source_sha256: String,
+}
+
+/// Convert `job.input` into a pack at `job.output`. Nothing is written unless the whole pack is
+/// valid. The pack's metadata records the source file name and sha256 (and the config's sha256
+/// when a config file was given) next to the kind's own entries.
+pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
+    let kind = job.kind;
+    if !KINDS.contains(&kind) {
+        return Err(Error::Format(format!("unknown kind `{kind}` (known: {})", KINDS.join(", "))));
+    }
+    if !is_implemented(kind) {
+        return Err(Error::Format(format!(
+            "conversion of kind `{kind}` is not available in this version of ssv2a (available: {})",
+            IMPLEMENTED.join(", ")
+        )));
+    }
+    let config = match job.config {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| Error::io(format!("reading config {}", p.display()), e))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Format(format!("{}: not valid JSON: {e}", p.display())))?;
+            Some(v)
+        }
+        None => None,
+    };
+    let ckpt = Checkpoint::open(job.input)?;
+    let (plan, src): (Plan, CheckpointSource) = match kind {
+        "audioldm" => {
+            let root = if ckpt.get("state_dict").is_some() { "state_dict" } else { "" };
+            let src = CheckpointSource::new(&ckpt, root)?;
+            let cfg = match &config {
+                Some(v) => crate::models::audioldm::AudioLdmConfig::from_json(v)?,
+                None => crate::models::audioldm::AudioLdmConfig::s_full_v2(),
+            };
+            (crate::models::audioldm::plan(&src, &cfg)?, src)
+        }
+        // Only kinds listed in IMPLEMENTED get here.
+        other => return Err(Error::Format(format!("conversion of kind `{other}` is listed as available but has no converter"))),
+    };
+    let source_sha256 = match job.input_sha256 {
+        Some(s) => s.to_string(),
+        None => pack_writer::sha256_file(job.input)?,
+    };
+    let mut extra = BTreeMap::new();
+    extra.insert("source".into(), job.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    extra.insert("source_sha256".into(), source_sha256.clone());
+    if let Some(p) = job.config {
+        extra.insert("config_source".into(), p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        extra.insert("config_sha256".into(), pack_writer::sha256_file(p)?);
+    }
+    extra.extend(job.extra_metadata.clone());
+    let stats = plan.write(&src, job.output, job.f16, extra)?;
+    Ok(Converted { tensors: stats.tensors, bytes: stats.bytes, source_sha256 })
+}
