@@ -10,7 +10,10 @@ use ssv2a::convert::{pack_writer, Checkpoint};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model family: audioldm (UNet, VAE decoder, HiFi-GAN); more kinds arrive with their models.
+    /// Model family: audioldm (UNet, VAE decoder, HiFi-GAN), ssv2a (ssv2a.pth + --config
+    /// ssv2a.json), aggregator (agg.pth), clip (OpenAI ViT-L-14.pt or Hugging Face
+    /// openai/clip-vit-large-patch14; --config: its config.json, needed only for non-standard
+    /// head counts); more kinds arrive with their models.
     #[arg(long)]
     kind: String,
     /// The official checkpoint (torch.save zip / legacy file, or safetensors).
@@ -52,7 +55,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             };
             (ssv2a::models::audioldm::plan(&src, &cfg)?, src)
         }
-        "ssv2a" | "aggregator" | "clip" | "yolo" | "prior" => {
+        "ssv2a" => {
+            let src = CheckpointSource::new(&ckpt, "")?;
+            let Some(v) = &config else { bail!("--kind ssv2a needs --config ssv2a.json (the released model's config)") };
+            (ssv2a::models::ssv2a::plan(&src, &ssv2a::models::ssv2a::Config::from_json(v)?)?, src)
+        }
+        "aggregator" => {
+            let src = CheckpointSource::new(&ckpt, "")?;
+            let cfg = ssv2a::models::ssv2a::AggregatorConfig::from_source(&src, config.as_ref())?;
+            (ssv2a::models::ssv2a::aggregator::plan(&src, &cfg)?, src)
+        }
+        "clip" => {
+            let src = CheckpointSource::new(&ckpt, "")?;
+            (ssv2a::models::clip::plan(&src, config.as_ref())?, src)
+        }
+        "yolo" | "prior" => {
             bail!("--kind {} is not implemented yet in this version of ssv2a", a.kind)
         }
         other => bail!("unknown --kind `{other}` (audioldm, ssv2a, aggregator, clip, yolo, prior)"),

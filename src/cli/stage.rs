@@ -11,7 +11,8 @@ use ssv2a::{Gpu, Tensor, Weights};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// vae | hifigan (more stages arrive with their models; see --help of the contract)
+    /// vae | hifigan | clip-vision | manifold-clip | manifold-clap | generator | remixer |
+    /// aggregator (more stages arrive with their models; see ../shared/spec/interfaces.md)
     stage: String,
     #[arg(long)]
     weights: PathBuf,
@@ -54,8 +55,41 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             let mel = Tensor::upload(&gpu, input(&inputs, "mel", &a.input)?)?;
             outputs.push(("waveform".into(), dec.mel_to_waveform(&mel, None)?));
         }
-        "unet" | "clip-vision" | "clip-text" | "yolo" | "manifold-clip" | "manifold-clap" | "generator" | "remixer" | "aggregator"
-        | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
+        "clip-vision" => {
+            let model = ssv2a::models::clip::ClipVision::load(&w)?;
+            let px = Tensor::upload(&gpu, input(&inputs, "pixels", &a.input)?)?;
+            outputs.push(("image_embeds".into(), model.forward(&px, None)?));
+        }
+        "manifold-clip" | "manifold-clap" | "generator" | "remixer" => {
+            let model = ssv2a::models::ssv2a::Ssv2a::load(&w)?;
+            let (mu, logvar) = match a.stage.as_str() {
+                "remixer" => {
+                    let src = Tensor::upload(&gpu, input(&inputs, "src", &a.input)?)?;
+                    let clips = Tensor::upload(&gpu, input(&inputs, "clips", &a.input)?)?;
+                    model.remixer.forward(&src, &clips, None)?
+                }
+                stage => {
+                    let x = Tensor::upload(&gpu, input(&inputs, "x", &a.input)?)?;
+                    match stage {
+                        "manifold-clip" => model.manifold.encode_clips(&x, None)?,
+                        "manifold-clap" => model.manifold.encode_claps(&x, None)?,
+                        _ => model.generator.forward(&x, None)?,
+                    }
+                }
+            };
+            outputs.push(("mu".into(), mu));
+            outputs.push(("logvar".into(), logvar));
+        }
+        "aggregator" => {
+            let model = ssv2a::models::ssv2a::Aggregator::load(&w)?;
+            let claps = Tensor::upload(&gpu, input(&inputs, "claps", &a.input)?)?;
+            let (mu, logvar) = model.forward(&claps, None, None)?;
+            outputs.push(("mu".into(), mu));
+            outputs.push(("logvar".into(), logvar));
+        }
+        "unet" | "clip-text" | "yolo" | "clap-audio" | "clap-text" | "prior-net" => {
+            bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage)
+        }
         other => bail!("unknown stage `{other}`"),
     }
     let mut pack = vec![];
