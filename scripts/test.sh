@@ -18,7 +18,7 @@ echo "== native suite"
 cargo test --all-targets
 
 echo "== browser suite (headless Chromium WebGPU)"
-CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
+WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
   cargo test --target wasm32-unknown-unknown --no-default-features --test web
 
 echo "== wasm release build"

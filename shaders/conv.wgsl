@@ -8,10 +8,10 @@
 //           4 p: ConvParams (uniform)
 // Override: W_F16 (true: wt holds fp16 pairs, element 2i in the low half; false: f32 bits).
 // Params:   NCHW sizes, kernel/stride/padding/dilation per axis, groups, weight cols/row_stride;
-//           an "A/B" view of the two spatial axes for conv2d_row and conv2d_3x3 (A = the axis an
-//           invocation walks along: W when swap = 0, H when swap = 1; the host fills sizes and the
-//           x/w/y strides per axis); has_bias; act (ops::Act code); tk_step/tx_step for
-//           conv_transpose1d (stride/gcd(stride, dilation), dilation/gcd).
+//           an "A/B" view of the two spatial axes for conv2d_3x3 (A = the axis of the 8-wide
+//           side of the output patch: W when swap = 0, H when swap = 1; the host fills sizes,
+//           padding and the x/y strides per axis); has_bias; act (ops::Act code); tk_step/tx_step
+//           for conv_transpose1d (stride/gcd(stride, dilation), dilation/gcd).
 // Grid:     a linear invocation index (workgroup index folded over x/y/z by device.rs `Grid`) is
 //           one work item; items past the end return.
 // Entries:
@@ -19,13 +19,11 @@
 //   conv2d                  any shape: 16 output channels x 8 output positions per invocation; the
 //                           reduction index r = (ci, ky, kx) is walked 4 at a time with one 4-wide
 //                           weight load per channel (padded rows make the tail chunk safe)
-//   conv2d_row              stride 1 along A, any kernel/dilation: 4 channels x 32 outputs along A
-//                           (spaced by the dilation); the input window slides one slot per tap, so a
-//                           kernel row costs 32 + ka input loads instead of 32·ka
 //   conv2d_3x3              3x3, stride 1, dilation 1: 8 channels x a 2 x 8 output patch; the 4 x 10
 //                           input patch is loaded once per input channel and serves all 9 taps
 //   conv_transpose1d        4 channels x 32 outputs of one phase (t + pad) mod stride, so all outputs
-//                           of an invocation use the same taps; the input window slides per tap
+//                           of an invocation use the same taps; taps 4 at a time over a sliding
+//                           36-slot input window (a row costs 36 + ntap input loads, not 32·ntap)
 //   conv_transpose1d_naive  one output per invocation (baseline and cross-check)
 //
 // Performance notes (lavapipe, the CI adapter; shared/spec/lavapipe-matmul.md):
@@ -36,8 +34,9 @@
 // - hot paths are straight-line code with constant array indices. wgpu adds a loop-bounding
 //   counter to every WGSL loop on Vulkan (naga `force_loop_bounding`), which stops NIR from
 //   unrolling constant-trip loops, and an accumulator array indexed by a loop variable is then
-//   kept in memory (about 4x slower). Only the reduction and tap loops are loops; helpers are
-//   inlined by the driver.
+//   kept in memory (measured 6-10x slower for these kernels). Only the reduction and tap loops
+//   are loops; helper functions are inlined by the driver, so their constant indices stay
+//   constant.
 // Numerics: f32 accumulation; the activations copy unary.wgsl's helpers.
 
 struct ConvParams {
@@ -65,26 +64,18 @@ struct ConvParams {
     lb: u32,
     oa: u32,
     ob: u32,
-    ka: u32,
-    kb: u32,
-    sb: u32,
-    swap: u32,
     pa: u32,
     pb: u32,
-    da: u32,
-    db: u32,
     xsa: u32,
     xsb: u32,
-    wsa: u32,
-    wsb: u32,
     ysa: u32,
     ysb: u32,
+    swap: u32,
     has_bias: u32,
     act: u32,
     tk_step: u32,
     tx_step: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 override W_F16: bool = true;
@@ -314,7 +305,7 @@ fn g_tap(acc: ptr<function, array<vec4<f32>, 32>>, w: ptr<function, array<vec4<f
 
 // x for positions (xb, iy0, ix0) at the tap (dy, dx, coff); live = the tap is inside the row.
 fn g_x(xb: vec4<i32>, iy0: vec4<i32>, ix0: vec4<i32>, dy: i32, dx: i32, coff: i32, live: bool) -> vec4<f32> {
-    let ok = vec4<u32>(iy0 + vec4<i32>(dy)) < vec4<u32>(p.h) & vec4<u32>(ix0 + vec4<i32>(dx)) < vec4<u32>(p.w) & vec4<bool>(live);
+    let ok = (vec4<u32>(iy0 + vec4<i32>(dy)) < vec4<u32>(p.h)) & (vec4<u32>(ix0 + vec4<i32>(dx)) < vec4<u32>(p.w)) & vec4<bool>(live);
     return x4(xb + vec4<i32>(coff), ok);
 }
 
@@ -447,181 +438,128 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     st4(acc[31], co0 + 15u, co0 + 15u < co_end, ybb + vec4<u32>((15u + co0) * howo), okqb);
 }
 
-// ---- conv2d_row: stride 1 along A, sliding input window (4 channels x 32 positions) ----
+// ---- sliding-window helpers (conv_transpose1d): 4 channels x 32 outputs, taps 4 at a time ----
 
-// acc[8c + v] += w_c · win[v] for the 4 channels (w_c = wv components) and 32 window slots.
-fn r_fma(acc: ptr<function, array<vec4<f32>, 32>>, wv: vec4<f32>, win: ptr<function, array<vec4<f32>, 8>>) {
-    (*acc)[0] = fma(vec4<f32>(wv.x), (*win)[0], (*acc)[0]);
-    (*acc)[1] = fma(vec4<f32>(wv.x), (*win)[1], (*acc)[1]);
-    (*acc)[2] = fma(vec4<f32>(wv.x), (*win)[2], (*acc)[2]);
-    (*acc)[3] = fma(vec4<f32>(wv.x), (*win)[3], (*acc)[3]);
-    (*acc)[4] = fma(vec4<f32>(wv.x), (*win)[4], (*acc)[4]);
-    (*acc)[5] = fma(vec4<f32>(wv.x), (*win)[5], (*acc)[5]);
-    (*acc)[6] = fma(vec4<f32>(wv.x), (*win)[6], (*acc)[6]);
-    (*acc)[7] = fma(vec4<f32>(wv.x), (*win)[7], (*acc)[7]);
-    (*acc)[8] = fma(vec4<f32>(wv.y), (*win)[0], (*acc)[8]);
-    (*acc)[9] = fma(vec4<f32>(wv.y), (*win)[1], (*acc)[9]);
-    (*acc)[10] = fma(vec4<f32>(wv.y), (*win)[2], (*acc)[10]);
-    (*acc)[11] = fma(vec4<f32>(wv.y), (*win)[3], (*acc)[11]);
-    (*acc)[12] = fma(vec4<f32>(wv.y), (*win)[4], (*acc)[12]);
-    (*acc)[13] = fma(vec4<f32>(wv.y), (*win)[5], (*acc)[13]);
-    (*acc)[14] = fma(vec4<f32>(wv.y), (*win)[6], (*acc)[14]);
-    (*acc)[15] = fma(vec4<f32>(wv.y), (*win)[7], (*acc)[15]);
-    (*acc)[16] = fma(vec4<f32>(wv.z), (*win)[0], (*acc)[16]);
-    (*acc)[17] = fma(vec4<f32>(wv.z), (*win)[1], (*acc)[17]);
-    (*acc)[18] = fma(vec4<f32>(wv.z), (*win)[2], (*acc)[18]);
-    (*acc)[19] = fma(vec4<f32>(wv.z), (*win)[3], (*acc)[19]);
-    (*acc)[20] = fma(vec4<f32>(wv.z), (*win)[4], (*acc)[20]);
-    (*acc)[21] = fma(vec4<f32>(wv.z), (*win)[5], (*acc)[21]);
-    (*acc)[22] = fma(vec4<f32>(wv.z), (*win)[6], (*acc)[22]);
-    (*acc)[23] = fma(vec4<f32>(wv.z), (*win)[7], (*acc)[23]);
-    (*acc)[24] = fma(vec4<f32>(wv.w), (*win)[0], (*acc)[24]);
-    (*acc)[25] = fma(vec4<f32>(wv.w), (*win)[1], (*acc)[25]);
-    (*acc)[26] = fma(vec4<f32>(wv.w), (*win)[2], (*acc)[26]);
-    (*acc)[27] = fma(vec4<f32>(wv.w), (*win)[3], (*acc)[27]);
-    (*acc)[28] = fma(vec4<f32>(wv.w), (*win)[4], (*acc)[28]);
-    (*acc)[29] = fma(vec4<f32>(wv.w), (*win)[5], (*acc)[29]);
-    (*acc)[30] = fma(vec4<f32>(wv.w), (*win)[6], (*acc)[30]);
-    (*acc)[31] = fma(vec4<f32>(wv.w), (*win)[7], (*acc)[31]);
+// Four taps at once: acc[8c + v] += Σ_t w_t[c] · s_t[v], where s_t[v] holds window slots
+// 4v + t .. 4v + t + 3 (swizzles of win[v], win[v + 1]; free renames in SoA code). Each
+// accumulator gets a chain of 4 FMAs per load/store when the compiler spills it.
+fn r_fma4(acc: ptr<function, array<vec4<f32>, 32>>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, win: ptr<function, array<vec4<f32>, 9>>) {
+    let a0 = (*win)[0];
+    let b0 = (*win)[1];
+    let s01 = vec4<f32>(a0.yzw, b0.x);
+    let s02 = vec4<f32>(a0.zw, b0.xy);
+    let s03 = vec4<f32>(a0.w, b0.xyz);
+    (*acc)[0] = fma(vec4<f32>(w3.x), s03, fma(vec4<f32>(w2.x), s02, fma(vec4<f32>(w1.x), s01, fma(vec4<f32>(w0.x), a0, (*acc)[0]))));
+    (*acc)[8] = fma(vec4<f32>(w3.y), s03, fma(vec4<f32>(w2.y), s02, fma(vec4<f32>(w1.y), s01, fma(vec4<f32>(w0.y), a0, (*acc)[8]))));
+    (*acc)[16] = fma(vec4<f32>(w3.z), s03, fma(vec4<f32>(w2.z), s02, fma(vec4<f32>(w1.z), s01, fma(vec4<f32>(w0.z), a0, (*acc)[16]))));
+    (*acc)[24] = fma(vec4<f32>(w3.w), s03, fma(vec4<f32>(w2.w), s02, fma(vec4<f32>(w1.w), s01, fma(vec4<f32>(w0.w), a0, (*acc)[24]))));
+    let a1 = (*win)[1];
+    let b1 = (*win)[2];
+    let s11 = vec4<f32>(a1.yzw, b1.x);
+    let s12 = vec4<f32>(a1.zw, b1.xy);
+    let s13 = vec4<f32>(a1.w, b1.xyz);
+    (*acc)[1] = fma(vec4<f32>(w3.x), s13, fma(vec4<f32>(w2.x), s12, fma(vec4<f32>(w1.x), s11, fma(vec4<f32>(w0.x), a1, (*acc)[1]))));
+    (*acc)[9] = fma(vec4<f32>(w3.y), s13, fma(vec4<f32>(w2.y), s12, fma(vec4<f32>(w1.y), s11, fma(vec4<f32>(w0.y), a1, (*acc)[9]))));
+    (*acc)[17] = fma(vec4<f32>(w3.z), s13, fma(vec4<f32>(w2.z), s12, fma(vec4<f32>(w1.z), s11, fma(vec4<f32>(w0.z), a1, (*acc)[17]))));
+    (*acc)[25] = fma(vec4<f32>(w3.w), s13, fma(vec4<f32>(w2.w), s12, fma(vec4<f32>(w1.w), s11, fma(vec4<f32>(w0.w), a1, (*acc)[25]))));
+    let a2 = (*win)[2];
+    let b2 = (*win)[3];
+    let s21 = vec4<f32>(a2.yzw, b2.x);
+    let s22 = vec4<f32>(a2.zw, b2.xy);
+    let s23 = vec4<f32>(a2.w, b2.xyz);
+    (*acc)[2] = fma(vec4<f32>(w3.x), s23, fma(vec4<f32>(w2.x), s22, fma(vec4<f32>(w1.x), s21, fma(vec4<f32>(w0.x), a2, (*acc)[2]))));
+    (*acc)[10] = fma(vec4<f32>(w3.y), s23, fma(vec4<f32>(w2.y), s22, fma(vec4<f32>(w1.y), s21, fma(vec4<f32>(w0.y), a2, (*acc)[10]))));
+    (*acc)[18] = fma(vec4<f32>(w3.z), s23, fma(vec4<f32>(w2.z), s22, fma(vec4<f32>(w1.z), s21, fma(vec4<f32>(w0.z), a2, (*acc)[18]))));
+    (*acc)[26] = fma(vec4<f32>(w3.w), s23, fma(vec4<f32>(w2.w), s22, fma(vec4<f32>(w1.w), s21, fma(vec4<f32>(w0.w), a2, (*acc)[26]))));
+    let a3 = (*win)[3];
+    let b3 = (*win)[4];
+    let s31 = vec4<f32>(a3.yzw, b3.x);
+    let s32 = vec4<f32>(a3.zw, b3.xy);
+    let s33 = vec4<f32>(a3.w, b3.xyz);
+    (*acc)[3] = fma(vec4<f32>(w3.x), s33, fma(vec4<f32>(w2.x), s32, fma(vec4<f32>(w1.x), s31, fma(vec4<f32>(w0.x), a3, (*acc)[3]))));
+    (*acc)[11] = fma(vec4<f32>(w3.y), s33, fma(vec4<f32>(w2.y), s32, fma(vec4<f32>(w1.y), s31, fma(vec4<f32>(w0.y), a3, (*acc)[11]))));
+    (*acc)[19] = fma(vec4<f32>(w3.z), s33, fma(vec4<f32>(w2.z), s32, fma(vec4<f32>(w1.z), s31, fma(vec4<f32>(w0.z), a3, (*acc)[19]))));
+    (*acc)[27] = fma(vec4<f32>(w3.w), s33, fma(vec4<f32>(w2.w), s32, fma(vec4<f32>(w1.w), s31, fma(vec4<f32>(w0.w), a3, (*acc)[27]))));
+    let a4 = (*win)[4];
+    let b4 = (*win)[5];
+    let s41 = vec4<f32>(a4.yzw, b4.x);
+    let s42 = vec4<f32>(a4.zw, b4.xy);
+    let s43 = vec4<f32>(a4.w, b4.xyz);
+    (*acc)[4] = fma(vec4<f32>(w3.x), s43, fma(vec4<f32>(w2.x), s42, fma(vec4<f32>(w1.x), s41, fma(vec4<f32>(w0.x), a4, (*acc)[4]))));
+    (*acc)[12] = fma(vec4<f32>(w3.y), s43, fma(vec4<f32>(w2.y), s42, fma(vec4<f32>(w1.y), s41, fma(vec4<f32>(w0.y), a4, (*acc)[12]))));
+    (*acc)[20] = fma(vec4<f32>(w3.z), s43, fma(vec4<f32>(w2.z), s42, fma(vec4<f32>(w1.z), s41, fma(vec4<f32>(w0.z), a4, (*acc)[20]))));
+    (*acc)[28] = fma(vec4<f32>(w3.w), s43, fma(vec4<f32>(w2.w), s42, fma(vec4<f32>(w1.w), s41, fma(vec4<f32>(w0.w), a4, (*acc)[28]))));
+    let a5 = (*win)[5];
+    let b5 = (*win)[6];
+    let s51 = vec4<f32>(a5.yzw, b5.x);
+    let s52 = vec4<f32>(a5.zw, b5.xy);
+    let s53 = vec4<f32>(a5.w, b5.xyz);
+    (*acc)[5] = fma(vec4<f32>(w3.x), s53, fma(vec4<f32>(w2.x), s52, fma(vec4<f32>(w1.x), s51, fma(vec4<f32>(w0.x), a5, (*acc)[5]))));
+    (*acc)[13] = fma(vec4<f32>(w3.y), s53, fma(vec4<f32>(w2.y), s52, fma(vec4<f32>(w1.y), s51, fma(vec4<f32>(w0.y), a5, (*acc)[13]))));
+    (*acc)[21] = fma(vec4<f32>(w3.z), s53, fma(vec4<f32>(w2.z), s52, fma(vec4<f32>(w1.z), s51, fma(vec4<f32>(w0.z), a5, (*acc)[21]))));
+    (*acc)[29] = fma(vec4<f32>(w3.w), s53, fma(vec4<f32>(w2.w), s52, fma(vec4<f32>(w1.w), s51, fma(vec4<f32>(w0.w), a5, (*acc)[29]))));
+    let a6 = (*win)[6];
+    let b6 = (*win)[7];
+    let s61 = vec4<f32>(a6.yzw, b6.x);
+    let s62 = vec4<f32>(a6.zw, b6.xy);
+    let s63 = vec4<f32>(a6.w, b6.xyz);
+    (*acc)[6] = fma(vec4<f32>(w3.x), s63, fma(vec4<f32>(w2.x), s62, fma(vec4<f32>(w1.x), s61, fma(vec4<f32>(w0.x), a6, (*acc)[6]))));
+    (*acc)[14] = fma(vec4<f32>(w3.y), s63, fma(vec4<f32>(w2.y), s62, fma(vec4<f32>(w1.y), s61, fma(vec4<f32>(w0.y), a6, (*acc)[14]))));
+    (*acc)[22] = fma(vec4<f32>(w3.z), s63, fma(vec4<f32>(w2.z), s62, fma(vec4<f32>(w1.z), s61, fma(vec4<f32>(w0.z), a6, (*acc)[22]))));
+    (*acc)[30] = fma(vec4<f32>(w3.w), s63, fma(vec4<f32>(w2.w), s62, fma(vec4<f32>(w1.w), s61, fma(vec4<f32>(w0.w), a6, (*acc)[30]))));
+    let a7 = (*win)[7];
+    let b7 = (*win)[8];
+    let s71 = vec4<f32>(a7.yzw, b7.x);
+    let s72 = vec4<f32>(a7.zw, b7.xy);
+    let s73 = vec4<f32>(a7.w, b7.xyz);
+    (*acc)[7] = fma(vec4<f32>(w3.x), s73, fma(vec4<f32>(w2.x), s72, fma(vec4<f32>(w1.x), s71, fma(vec4<f32>(w0.x), a7, (*acc)[7]))));
+    (*acc)[15] = fma(vec4<f32>(w3.y), s73, fma(vec4<f32>(w2.y), s72, fma(vec4<f32>(w1.y), s71, fma(vec4<f32>(w0.y), a7, (*acc)[15]))));
+    (*acc)[23] = fma(vec4<f32>(w3.z), s73, fma(vec4<f32>(w2.z), s72, fma(vec4<f32>(w1.z), s71, fma(vec4<f32>(w0.z), a7, (*acc)[23]))));
+    (*acc)[31] = fma(vec4<f32>(w3.w), s73, fma(vec4<f32>(w2.w), s72, fma(vec4<f32>(w1.w), s71, fma(vec4<f32>(w0.w), a7, (*acc)[31]))));
 }
 
-// Slide the 32-slot window one slot down (slot i takes slot i + 1), `v` entering at the top.
-fn r_shift_down(win: ptr<function, array<vec4<f32>, 8>>, v: f32) {
-    (*win)[0] = vec4<f32>((*win)[0].yzw, (*win)[1].x);
-    (*win)[1] = vec4<f32>((*win)[1].yzw, (*win)[2].x);
-    (*win)[2] = vec4<f32>((*win)[2].yzw, (*win)[3].x);
-    (*win)[3] = vec4<f32>((*win)[3].yzw, (*win)[4].x);
-    (*win)[4] = vec4<f32>((*win)[4].yzw, (*win)[5].x);
-    (*win)[5] = vec4<f32>((*win)[5].yzw, (*win)[6].x);
-    (*win)[6] = vec4<f32>((*win)[6].yzw, (*win)[7].x);
-    (*win)[7] = vec4<f32>((*win)[7].yzw, v);
-}
-
-// Slide the 32-slot window one slot up (slot i takes slot i − 1), `v` entering at slot 0.
-fn r_shift_up(win: ptr<function, array<vec4<f32>, 8>>, v: f32) {
-    (*win)[7] = vec4<f32>((*win)[6].w, (*win)[7].xyz);
-    (*win)[6] = vec4<f32>((*win)[5].w, (*win)[6].xyz);
-    (*win)[5] = vec4<f32>((*win)[4].w, (*win)[5].xyz);
-    (*win)[4] = vec4<f32>((*win)[3].w, (*win)[4].xyz);
-    (*win)[3] = vec4<f32>((*win)[2].w, (*win)[3].xyz);
-    (*win)[2] = vec4<f32>((*win)[1].w, (*win)[2].xyz);
-    (*win)[1] = vec4<f32>((*win)[0].w, (*win)[1].xyz);
-    (*win)[0] = vec4<f32>(v, (*win)[0].xyz);
-}
-
-// The 32-slot window at input positions ia0 + i·step (i = 0..31) of the row at `rowb`.
-fn r_fill(win: ptr<function, array<vec4<f32>, 8>>, rowb: i32, ia0: i32, step: i32, xs: i32, lim: u32, okb: bool) {
+// The 36-slot window at input positions ia0 + i·step (i = 0..35) of the row at `rowb`.
+fn r_fill(win: ptr<function, array<vec4<f32>, 9>>, rowb: i32, ia0: i32, step: i32, xs: i32, lim: u32, okb: bool) {
     let ia = vec4<i32>(ia0) + vec4<i32>(LANE4) * step;
     let d = vec4<i32>(4 * step);
     let l = vec4<u32>(lim);
     let ob = vec4<bool>(okb);
     let rb = vec4<i32>(rowb);
-    (*win)[0] = x4(rb + ia * xs, vec4<u32>(ia) < l & ob);
-    (*win)[1] = x4(rb + (ia + d) * xs, vec4<u32>(ia + d) < l & ob);
-    (*win)[2] = x4(rb + (ia + 2 * d) * xs, vec4<u32>(ia + 2 * d) < l & ob);
-    (*win)[3] = x4(rb + (ia + 3 * d) * xs, vec4<u32>(ia + 3 * d) < l & ob);
-    (*win)[4] = x4(rb + (ia + 4 * d) * xs, vec4<u32>(ia + 4 * d) < l & ob);
-    (*win)[5] = x4(rb + (ia + 5 * d) * xs, vec4<u32>(ia + 5 * d) < l & ob);
-    (*win)[6] = x4(rb + (ia + 6 * d) * xs, vec4<u32>(ia + 6 * d) < l & ob);
-    (*win)[7] = x4(rb + (ia + 7 * d) * xs, vec4<u32>(ia + 7 * d) < l & ob);
+    (*win)[0] = x4(rb + ia * xs, (vec4<u32>(ia) < l) & ob);
+    (*win)[1] = x4(rb + (ia + d) * xs, (vec4<u32>(ia + d) < l) & ob);
+    (*win)[2] = x4(rb + (ia + 2 * d) * xs, (vec4<u32>(ia + 2 * d) < l) & ob);
+    (*win)[3] = x4(rb + (ia + 3 * d) * xs, (vec4<u32>(ia + 3 * d) < l) & ob);
+    (*win)[4] = x4(rb + (ia + 4 * d) * xs, (vec4<u32>(ia + 4 * d) < l) & ob);
+    (*win)[5] = x4(rb + (ia + 5 * d) * xs, (vec4<u32>(ia + 5 * d) < l) & ob);
+    (*win)[6] = x4(rb + (ia + 6 * d) * xs, (vec4<u32>(ia + 6 * d) < l) & ob);
+    (*win)[7] = x4(rb + (ia + 7 * d) * xs, (vec4<u32>(ia + 7 * d) < l) & ob);
+    (*win)[8] = x4(rb + (ia + 8 * d) * xs, (vec4<u32>(ia + 8 * d) < l) & ob);
 }
 
-@compute @workgroup_size(64)
-fn conv2d_row(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let it = item_index(wid, nwg, lid, 64u);
-    let span = p.da * 32u;                       // outputs along A covered by da invocations
-    let nab = (p.oa + span - 1u) / span;
-    let cpg = (p.cout_g + 3u) / 4u;
-    if (it >= nab * p.da * p.ob * p.n * cpg * p.groups) {
-        return;
-    }
-    // Item order: residue mod da (fastest), A block, B position, batch, channel block.
-    let res = it % p.da;
-    var t = it / p.da;
-    let ab = t % nab;
-    t = t / nab;
-    let obi = t % p.ob;
-    t = t / p.ob;
-    let nn = t % p.n;
-    let cbl = t / p.n;
-    let g = cbl / cpg;
-    let co0 = g * p.cout_g + (cbl % cpg) * 4u;
-    let co_end = (g + 1u) * p.cout_g;
-    let hw = p.h * p.w;
-    let khw = p.kh * p.kw;
+// The 4 inputs at ia0 + (i + q)·step, q = 0..3.
+fn r_x4(rowb: i32, ia0: i32, i: i32, step: i32, xs: i32, lim: u32, okb: bool) -> vec4<f32> {
+    let ia = vec4<i32>(ia0) + (vec4<i32>(LANE4) + vec4<i32>(i)) * step;
+    return x4(vec4<i32>(rowb) + ia * xs, vec4<u32>(ia) < vec4<u32>(lim) & vec4<bool>(okb));
+}
 
-    let oa0 = ab * span + res;                   // output i of this invocation is oa0 + i·da
-    let ia0 = i32(oa0) - i32(p.pa);
-    let wr = min(vec4<u32>(co0) + LANE4, vec4<u32>(co_end - 1u)) * p.row_stride;
-    let xs = i32(p.xsa);
-    let step = i32(p.da);
-    var acc: array<vec4<f32>, 32>;               // [4 channels][32 positions]
-    var win: array<vec4<f32>, 8>;                // slot i = input at ia0 + (i + a)·da for tap a
-    let xg = (nn * p.cin + g * p.cin_g) * hw;
-    for (var ci = 0u; ci < p.cin_g; ci++) {
-        for (var b = 0u; b < p.kb; b++) {
-            let ib = i32(obi * p.sb + b * p.db) - i32(p.pb);
-            let okb = u32(ib) < p.lb;
-            let rowb = i32(xg + ci * hw) + ib * i32(p.xsb);
-            r_fill(&win, rowb, ia0, step, xs, p.la, okb);
-            let wtap = wr + vec4<u32>(ci * khw + b * p.wsb);
-            for (var a = 0u; a < p.ka; a++) {
-                let e = wtap + vec4<u32>(a * p.wsa);
-                r_fma(&acc, vec4<f32>(w1(e.x), w1(e.y), w1(e.z), w1(e.w)), &win);
-                let ia = ia0 + i32(32u + a) * step;
-                r_shift_down(&win, x1(rowb + ia * xs, okb && u32(ia) < p.la));
-            }
-        }
-    }
+// Weights of tap `a` for the 4 channel rows `e` (element offsets of tap 0), 0 past the last tap.
+fn r_w(e: vec4<u32>, a: u32, step: u32, ntap: u32) -> vec4<f32> {
+    let o = vec4<u32>(min(a, ntap - 1u) * step);
+    let v = vec4<f32>(w1(e.x + o.x), w1(e.y + o.y), w1(e.z + o.z), w1(e.w + o.w));
+    return select(vec4<f32>(0.0), v, a < ntap);
+}
 
-    let cstride = p.ho * p.wo;
-    let ybase = nn * p.cout * cstride + obi * p.ysb;
-    var idx: array<vec4<u32>, 8>;
-    var ok: array<vec4<bool>, 8>;
-    for (var q = 0u; q < 8u; q++) {
-        let oa = vec4<u32>(oa0) + (LANE4 + vec4<u32>(4u * q)) * p.da;
-        idx[q] = vec4<u32>(ybase) + oa * p.ysa;
-        ok[q] = oa < vec4<u32>(p.oa);
-    }
-    let co1 = co0 + 1u;
-    let co2 = co0 + 2u;
-    let co3 = co0 + 3u;
-    let ok0 = co0 < co_end;
-    let ok1 = co1 < co_end;
-    let ok2 = co2 < co_end;
-    let ok3 = co3 < co_end;
-    st4(acc[0], co0, ok0, idx[0] + vec4<u32>(co0 * cstride), ok[0]);
-    st4(acc[1], co0, ok0, idx[1] + vec4<u32>(co0 * cstride), ok[1]);
-    st4(acc[2], co0, ok0, idx[2] + vec4<u32>(co0 * cstride), ok[2]);
-    st4(acc[3], co0, ok0, idx[3] + vec4<u32>(co0 * cstride), ok[3]);
-    st4(acc[4], co0, ok0, idx[4] + vec4<u32>(co0 * cstride), ok[4]);
-    st4(acc[5], co0, ok0, idx[5] + vec4<u32>(co0 * cstride), ok[5]);
-    st4(acc[6], co0, ok0, idx[6] + vec4<u32>(co0 * cstride), ok[6]);
-    st4(acc[7], co0, ok0, idx[7] + vec4<u32>(co0 * cstride), ok[7]);
-    st4(acc[8], co1, ok1, idx[0] + vec4<u32>(co1 * cstride), ok[0]);
-    st4(acc[9], co1, ok1, idx[1] + vec4<u32>(co1 * cstride), ok[1]);
-    st4(acc[10], co1, ok1, idx[2] + vec4<u32>(co1 * cstride), ok[2]);
-    st4(acc[11], co1, ok1, idx[3] + vec4<u32>(co1 * cstride), ok[3]);
-    st4(acc[12], co1, ok1, idx[4] + vec4<u32>(co1 * cstride), ok[4]);
-    st4(acc[13], co1, ok1, idx[5] + vec4<u32>(co1 * cstride), ok[5]);
-    st4(acc[14], co1, ok1, idx[6] + vec4<u32>(co1 * cstride), ok[6]);
-    st4(acc[15], co1, ok1, idx[7] + vec4<u32>(co1 * cstride), ok[7]);
-    st4(acc[16], co2, ok2, idx[0] + vec4<u32>(co2 * cstride), ok[0]);
-    st4(acc[17], co2, ok2, idx[1] + vec4<u32>(co2 * cstride), ok[1]);
-    st4(acc[18], co2, ok2, idx[2] + vec4<u32>(co2 * cstride), ok[2]);
-    st4(acc[19], co2, ok2, idx[3] + vec4<u32>(co2 * cstride), ok[3]);
-    st4(acc[20], co2, ok2, idx[4] + vec4<u32>(co2 * cstride), ok[4]);
-    st4(acc[21], co2, ok2, idx[5] + vec4<u32>(co2 * cstride), ok[5]);
-    st4(acc[22], co2, ok2, idx[6] + vec4<u32>(co2 * cstride), ok[6]);
-    st4(acc[23], co2, ok2, idx[7] + vec4<u32>(co2 * cstride), ok[7]);
-    st4(acc[24], co3, ok3, idx[0] + vec4<u32>(co3 * cstride), ok[0]);
-    st4(acc[25], co3, ok3, idx[1] + vec4<u32>(co3 * cstride), ok[1]);
-    st4(acc[26], co3, ok3, idx[2] + vec4<u32>(co3 * cstride), ok[2]);
-    st4(acc[27], co3, ok3, idx[3] + vec4<u32>(co3 * cstride), ok[3]);
-    st4(acc[28], co3, ok3, idx[4] + vec4<u32>(co3 * cstride), ok[4]);
-    st4(acc[29], co3, ok3, idx[5] + vec4<u32>(co3 * cstride), ok[5]);
-    st4(acc[30], co3, ok3, idx[6] + vec4<u32>(co3 * cstride), ok[6]);
-    st4(acc[31], co3, ok3, idx[7] + vec4<u32>(co3 * cstride), ok[7]);
+// Shift the window up by 4 slots, `v` entering at slots 0..3.
+fn r_next_up(win: ptr<function, array<vec4<f32>, 9>>, v: vec4<f32>) {
+    (*win)[8] = (*win)[7];
+    (*win)[7] = (*win)[6];
+    (*win)[6] = (*win)[5];
+    (*win)[5] = (*win)[4];
+    (*win)[4] = (*win)[3];
+    (*win)[3] = (*win)[2];
+    (*win)[2] = (*win)[1];
+    (*win)[1] = (*win)[0];
+    (*win)[0] = v;
 }
 
 // ---- conv2d_3x3: 3x3, stride 1, dilation 1, input patch reuse (8 channels x 2 x 8 outputs) ----
@@ -836,17 +774,20 @@ fn conv_transpose1d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let wcol = min(vec4<u32>(cog0) + LANE4, vec4<u32>(p.cout_g - 1u)) * p.kw + vec4<u32>(kk0);
     let step = i32(e);
     var acc: array<vec4<f32>, 32>;               // [4 channels][32 outputs]
-    var win: array<vec4<f32>, 8>;                // slot i = x[l0 + (i − j)·e] for tap j
+    var win: array<vec4<f32>, 9>;                // slot i = x[l0 + (i − 3 − j)·e], taps j..j + 3
     for (var ci = 0u; ci < p.cin_g; ci++) {
         let row = g * p.cin_g + ci;
         let xr = i32((nn * p.cin + row) * p.w);
-        r_fill(&win, xr, l0, step, 1, p.w, true);
+        r_fill(&win, xr, l0 - 3 * step, step, 1, p.w, true);
         let wr = wcol + vec4<u32>(row * p.row_stride);
-        for (var j = 0u; j < ntap; j++) {
-            let ev = wr + vec4<u32>(j * p.tk_step);
-            r_fma(&acc, vec4<f32>(w1(ev.x), w1(ev.y), w1(ev.z), w1(ev.w)), &win);
-            let l = l0 - i32(j + 1u) * step;
-            r_shift_up(&win, x1(xr + l, u32(l) < p.w));
+        for (var j = 0u; j < ntap; j += 4u) {
+            // Tap j + t reads slots o + 3 − t for output slot o: pass the taps in reverse order.
+            let tw0 = r_w(wr, j, p.tk_step, ntap);
+            let tw1 = r_w(wr, j + 1u, p.tk_step, ntap);
+            let tw2 = r_w(wr, j + 2u, p.tk_step, ntap);
+            let tw3 = r_w(wr, j + 3u, p.tk_step, ntap);
+            r_fma4(&acc, tw3, tw2, tw1, tw0, &win);
+            r_next_up(&win, r_x4(xr, l0, -7 - i32(j), step, 1, p.w, true));
         }
     }
 

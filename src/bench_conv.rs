@@ -80,8 +80,6 @@ async fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
 fn auto_name(k: usize, stride: usize, dil: usize, one_d: bool) -> &'static str {
     if !one_d && k == 3 && stride == 1 && dil == 1 {
         "conv2d_3x3"
-    } else if stride == 1 && k >= 3 {
-        "conv2d_row"
     } else {
         "conv2d"
     }

@@ -21,6 +21,7 @@
 //! - To add an op: add the entry point to its family file, a `Tensor` method in
 //!   `src/ops/<family>.rs`, a `reference::` function, and a case in `tests/ops_*.rs`.
 
+pub mod audio;
 pub mod bench;
 pub mod bench_conv;
 pub mod convert;

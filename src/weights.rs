@@ -16,6 +16,7 @@ use half::{bf16, f16};
 use safetensors::tensor::{Dtype, TensorInfo};
 
 use crate::device::Gpu;
+use crate::rng::Rng;
 use crate::tensor::{numel, HostTensor, Tensor, Weight, WeightDtype};
 use crate::{Error, Result};
 
@@ -39,6 +40,41 @@ struct Inner {
     tensors: BTreeMap<String, TensorInfo>,
     metadata: BTreeMap<String, String>,
     used: Mutex<BTreeSet<String>>,
+    /// Set for [`Weights::random`]: tensors are synthesised on first request.
+    random: Option<Mutex<RandomGen>>,
+}
+
+/// Synthesises seeded random tensors for a random-weight pack (demo, benchmarks at full size
+/// without a checkpoint). Scales keep activations of order one: matrices N(0, 1/fan_in),
+/// norm gains 1 ± 0.1, biases and shifts N(0, 0.02²), running variances ≥ 1.
+struct RandomGen {
+    rng: Rng,
+    fixed: BTreeMap<String, HostTensor>,
+    made: BTreeMap<String, Vec<usize>>,
+    f16: bool,
+}
+
+impl RandomGen {
+    fn values(&mut self, key: &str, shape: &[usize]) -> Vec<f32> {
+        if let Some(t) = self.fixed.get(key) {
+            return t.data.clone();
+        }
+        self.made.insert(key.to_string(), shape.to_vec());
+        let n = numel(shape);
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        let rng = &mut self.rng;
+        let normal = |rng: &mut Rng, s: f64| (0..n).map(|_| (rng.normal() * s) as f32).collect::<Vec<f32>>();
+        match (shape.len(), leaf) {
+            (0, _) => vec![0.5; n],
+            (1, "running_var") => (0..n).map(|_| 1.0 + rng.uniform() as f32).collect(),
+            (1, "weight") | (1, "g") => (0..n).map(|_| (1.0 + 0.1 * rng.normal()) as f32).collect(),
+            (1, _) => normal(rng, 0.02),
+            _ => {
+                let fan_in = (n / shape[0]).max(1) as f64;
+                normal(rng, 1.0 / fan_in.sqrt())
+            }
+        }
+    }
 }
 
 /// Parse a safetensors header: tensors and metadata. Errors name `name` (the file).
@@ -77,9 +113,40 @@ impl Weights {
                 tensors,
                 metadata,
                 used: Mutex::default(),
+                random: None,
             }),
             prefix: String::new(),
         })
+    }
+
+    /// A pack of seeded random weights for model `kind` with `config_json`: every tensor a
+    /// model asks for is synthesised on first request with the shape asked (see `RandomGen`
+    /// for the scales), except `fixed` ones (e.g. `scale_factor`), which are also the only
+    /// ones `contains`/`shape_of` know. For the demo and full-size benchmarks; `finish` always
+    /// succeeds. `f16` selects the storage of matrices, as in a converted pack.
+    pub fn random(gpu: &Gpu, kind: &str, config_json: &str, seed: u64, f16: bool, fixed: BTreeMap<String, HostTensor>) -> Weights {
+        let mut metadata = pack_metadata(kind, config_json, if f16 { "f16" } else { "f32" });
+        metadata.insert("random".into(), seed.to_string());
+        Weights {
+            inner: Arc::new(Inner {
+                gpu: gpu.clone(),
+                name: format!("random {kind} weights (seed {seed})"),
+                bytes: vec![],
+                data_start: 0,
+                tensors: BTreeMap::new(),
+                metadata,
+                used: Mutex::default(),
+                random: Some(Mutex::new(RandomGen { rng: Rng::new(seed), fixed, made: BTreeMap::new(), f16 })),
+            }),
+            prefix: String::new(),
+        }
+    }
+
+    /// Metadata of a random pack: how many tensors and values were synthesised.
+    pub fn random_stats(&self) -> Option<(usize, usize)> {
+        let r = self.inner.random.as_ref()?;
+        let g = r.lock().unwrap_or_else(|e| e.into_inner());
+        Some((g.made.len(), g.made.values().map(|s| numel(s)).sum()))
     }
 
     /// Read a pack file (native only).
@@ -149,7 +216,11 @@ impl Weights {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.inner.tensors.contains_key(&self.key(name))
+        let key = self.key(name);
+        match &self.inner.random {
+            Some(r) => r.lock().unwrap_or_else(|e| e.into_inner()).fixed.contains_key(&key),
+            None => self.inner.tensors.contains_key(&key),
+        }
     }
 
     /// Keys under this view's prefix (full keys).
@@ -161,7 +232,19 @@ impl Weights {
     /// The shape stored for `name`.
     pub fn shape_of(&self, name: &str) -> Result<Vec<usize>> {
         let key = self.key(name);
+        if let Some(r) = &self.inner.random {
+            return r.lock().unwrap_or_else(|e| e.into_inner()).fixed.get(&key).map(|t| t.shape.clone()).ok_or(Error::MissingWeight(key));
+        }
         self.inner.tensors.get(&key).map(|i| i.shape.clone()).ok_or(Error::MissingWeight(key))
+    }
+
+    /// Values of a synthesised tensor (random packs only).
+    fn synth(&self, name: &str, shape: &[usize]) -> Option<(String, Vec<f32>, bool)> {
+        let r = self.inner.random.as_ref()?;
+        let key = self.key(name);
+        let mut g = r.lock().unwrap_or_else(|e| e.into_inner());
+        let v = g.values(&key, shape);
+        Some((key, v, g.f16))
     }
 
     fn raw(&self, name: &str, shape: &[usize]) -> Result<(String, Dtype, &[u8])> {
@@ -178,6 +261,9 @@ impl Weights {
 
     /// A CPU copy of `name` as f32.
     pub fn host(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        if let Some((key, v, _)) = self.synth(name, shape) {
+            return HostTensor::new(shape.to_vec(), v).map_err(|_| Error::WeightShape { name: key, expected: shape.to_vec(), got: vec![] });
+        }
         let (key, dtype, bytes) = self.raw(name, shape)?;
         HostTensor::new(shape.to_vec(), decode_f32(dtype, bytes, &key)?)
     }
@@ -203,6 +289,9 @@ impl Weights {
             return Err(Error::arg("Weights::weight", format!("`{}` is a scalar, not a matrix", self.key(name))));
         }
         let gpu = self.inner.gpu.clone();
+        if let Some((_, v, f16)) = self.synth(name, shape) {
+            return Weight::from_f32(&gpu, &v, shape.to_vec(), if f16 { WeightDtype::F16 } else { WeightDtype::F32 });
+        }
         let (key, dtype, bytes) = self.raw(name, shape)?;
         match dtype {
             Dtype::F16 => {
@@ -224,6 +313,9 @@ impl Weights {
     /// Mark `name` as read without loading it (tensors the runtime recomputes, e.g. fixed buffers).
     pub fn skip(&self, name: &str) -> Result<()> {
         let key = self.key(name);
+        if self.inner.random.is_some() {
+            return Ok(());
+        }
         if !self.inner.tensors.contains_key(&key) {
             return Err(Error::MissingWeight(key));
         }
@@ -233,6 +325,9 @@ impl Weights {
 
     /// Fail with the list of tensors under this view's prefix that were never read.
     pub fn finish(&self) -> Result<()> {
+        if self.inner.random.is_some() {
+            return Ok(());
+        }
         let used = lock_used(&self.inner.used);
         let unused: Vec<String> = self.keys().into_iter().filter(|k| !used.contains(k)).collect();
         if unused.is_empty() {

@@ -231,8 +231,11 @@ impl Pk {
     }
     /// `_rebuild_tensor_v2(storage(key, FloatStorage, numel), offset, size, stride, False, OrderedDict())`.
     fn tensor(self, key: &str, numel: i32, offset: i32, size: &[i32], stride: &[i32]) -> Pk {
-        self.global("torch._utils", "_rebuild_tensor_v2")
-            .op(b"((")
+        self.global("torch._utils", "_rebuild_tensor_v2").tensor_args(key, numel, offset, size, stride).op(b"R")
+    }
+    /// The argument tuple of `_rebuild_tensor_v2`.
+    fn tensor_args(self, key: &str, numel: i32, offset: i32, size: &[i32], stride: &[i32]) -> Pk {
+        self.op(b"((")
             .s("storage")
             .global("torch", "FloatStorage")
             .s(key)
@@ -245,7 +248,7 @@ impl Pk {
             .op(b"\x89")
             .global("collections", "OrderedDict")
             .op(b")R")
-            .op(b"tR")
+            .op(b"t")
     }
     fn stop(self) -> Vec<u8> {
         self.op(b".").0
@@ -678,4 +681,44 @@ fn big_checkpoint_converts_in_bounded_memory() {
         t_sha.as_secs_f64()
     );
     std::fs::remove_file(&out).unwrap();
+}
+
+#[test]
+fn values_beyond_f16_are_an_error_not_infinity() {
+    let big = ssv2a::convert::RawTensor { dtype: DType::F32, shape: vec![3], data: f32_le(&[1.0, -70000.0, f32::INFINITY]) };
+    assert_eq!(big.f16_overflow().unwrap(), Some(70000.0));
+    let err = pack_writer::encode(&big, safetensors::Dtype::F16).unwrap_err().to_string();
+    assert!(err.contains("70000") && err.contains("f32"), "{err}");
+    // Infinities that were already there, and the largest value that rounds to 65504, are fine.
+    let ok = ssv2a::convert::RawTensor { dtype: DType::F32, shape: vec![3], data: f32_le(&[65519.0, f32::NEG_INFINITY, -0.0]) };
+    let bytes = pack_writer::encode(&ok, safetensors::Dtype::F16).unwrap();
+    let back: Vec<f32> = bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+    assert_eq!(back[0], 65504.0);
+    assert_eq!(back[1], f32::NEG_INFINITY);
+    assert!(back[2] == 0.0 && back[2].is_sign_negative());
+    assert_eq!(pack_writer::encode(&big, safetensors::Dtype::F32).unwrap(), big.data);
+}
+
+#[test]
+fn tensor_subclass_wrappers_unwrap() {
+    // _rebuild_from_type_v2(_rebuild_from_type_v2, Sub, (_rebuild_tensor_v2, Sub, args, {}), {}).
+    let pkl = Pk::new()
+        .op(b"}")
+        .s("w")
+        .global("torch._tensor", "_rebuild_from_type_v2")
+        .op(b"(")
+        .global("torch._tensor", "_rebuild_from_type_v2")
+        .global("my", "Sub")
+        .op(b"(")
+        .global("torch._utils", "_rebuild_tensor_v2")
+        .global("my", "Sub")
+        .tensor_args("0", 4, 0, &[2, 2], &[2, 1])
+        .op(b"}t")
+        .op(b"}tR")
+        .op(b"s")
+        .stop();
+    let c = Checkpoint::from_bytes(archive(&pkl, &[("0", f32_bytes(4))]), "t.pt").unwrap();
+    let t = c.tensors("").unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(c.read_f32(&t[0].1).unwrap(), vec![0.0, 1.0, 2.0, 3.0]);
 }

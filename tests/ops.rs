@@ -148,6 +148,11 @@ fn sdpa_tiling_matches_reference() {
 }
 
 #[test]
+fn sdpa_kernels_agree() {
+    run(|g| async move { cases::attention::sdpa_kernels_agree(&g).await });
+}
+
+#[test]
 fn sdpa_rejects_bad_shapes() {
     run(|g| async move { cases::attention::sdpa_errors(&g).await });
 }
@@ -222,6 +227,31 @@ fn attention_bench() {
                 best = best.min(t0.elapsed().as_secs_f64());
             }
             println!("efficient attention (B=256, 66 tok, 8x96): best {:8.1} ms of {reps}", best * 1e3);
+        }
+        Ok(())
+    });
+}
+
+/// First-call (pipeline compile) time per kernel variant: `MESA_SHADER_CACHE_DISABLE=true cargo
+/// test --no-default-features --test ops attention_compile_times -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn attention_compile_times() {
+    use ssv2a::ops::attention::{Sdpa, SdpaKernel};
+    use ssv2a::Tensor;
+    run(|gpu| async move {
+        let e = |x: ssv2a::Error| x.to_string();
+        for d in [4usize, 24, 32, 64, 96, 512] {
+            for kernel in [SdpaKernel::Rows, SdpaKernel::Tiled] {
+                if kernel == SdpaKernel::Rows && d > 32 {
+                    continue;
+                }
+                let x = Tensor::from_slice(&gpu, &common::rand(1, 3 * d), [1, 3, d]).map_err(e)?;
+                let t0 = std::time::Instant::now();
+                x.sdpa_with(&x, &x, &Sdpa { kernel, ..Sdpa::new(1, 1.0) }).map_err(e)?;
+                gpu.sync().await.map_err(e)?;
+                println!("d={d} {kernel:?}: first call {:.2} s", t0.elapsed().as_secs_f64());
+            }
         }
         Ok(())
     });

@@ -43,6 +43,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    const KINDS: [&str; 6] = ["audioldm", "ssv2a", "aggregator", "clip", "yolo", "prior"];
+    if !KINDS.contains(&a.kind.as_str()) {
+        bail!("unknown --kind `{}` ({})", a.kind, KINDS.join(", "));
+    }
     let t0 = std::time::Instant::now();
     let ckpt = Checkpoint::open(&a.input)?;
     let (plan, src) = match a.kind.as_str() {

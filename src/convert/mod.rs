@@ -3,6 +3,8 @@
 //! - [`pickle`]: a pickle reader that records calls instead of making them, so loading a
 //!   checkpoint can never execute code; torch's tensor and storage constructors become
 //!   [`TensorRef`]s.
+//! - [`value`]: the decoded data ([`Value`], [`Object`], [`TensorRef`], [`DType`]) and its
+//!   navigation and JSON rendering.
 //! - [`zip`]: the stored-records subset of zip that `torch.save` archives use.
 //! - [`torch`]: [`Checkpoint`] opens `torch.save` zip archives (any top folder name),
 //!   TorchScript archives, the legacy non-zip format and safetensors files; it flattens dicts,
@@ -27,7 +29,9 @@ pub mod pack_writer;
 pub mod pickle;
 pub mod plan;
 pub mod torch;
+pub mod value;
 pub mod zip;
 
-pub use pickle::{DType, Global, Object, Storage, TensorRef, Value};
+pub use torch::flatten;
 pub use torch::{Checkpoint, Format, RawTensor};
+pub use value::{DType, Global, Object, Storage, TensorRef, Value};

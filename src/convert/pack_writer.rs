@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::Dtype;
 
-use super::pickle::{DType, TensorRef};
+use super::value::{DType, TensorRef};
 use super::torch::{Checkpoint, RawTensor};
 use crate::{Error, Result};
 
@@ -177,9 +177,22 @@ pub fn safetensors_dtype(d: DType) -> Result<Dtype> {
 }
 
 /// Encode a tensor as `dtype`: F16, F32 or BF16 from any real dtype, or any dtype unchanged.
+/// A finite value that f16 cannot hold is an error (it would silently become ±inf): such a
+/// tensor has to stay f32.
 pub fn encode(raw: &RawTensor, dtype: Dtype) -> Result<Vec<u8>> {
     match dtype {
-        Dtype::F16 => raw.to_f16_bytes(),
+        Dtype::F16 => {
+            let out = raw.to_f16_bytes()?;
+            let has_inf = out.chunks_exact(2).any(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7fff == 0x7c00);
+            if has_inf {
+                if let Some(x) = raw.f16_overflow()? {
+                    return Err(Error::Format(format!(
+                        "a value of magnitude {x} does not fit f16 (largest 65504); store this tensor as f32 (`--dtype f32`, or a model rule keeping it f32)"
+                    )));
+                }
+            }
+            Ok(out)
+        }
         Dtype::F32 => raw.to_f32_bytes(),
         Dtype::BF16 if raw.dtype == DType::BF16 => Ok(raw.data.clone()),
         Dtype::BF16 => Ok(raw.to_f32()?.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect()),

@@ -27,13 +27,10 @@ use std::sync::{Arc, Mutex};
 
 use half::{bf16, f16};
 
-use super::pickle::{self, DType, Object, Storage, TensorRef, Value};
+use super::pickle;
+use super::value::{spend, DType, Object, Storage, TensorRef, Value, MAX_VISITS};
 use super::zip;
 use crate::{Error, Result};
-
-/// Most values [`Checkpoint::tensors`] or [`Value::to_json`] visit before giving up: a pickle
-/// can share containers so that walking it as a tree would take exponential time.
-pub const MAX_VISITS: usize = 10_000_000;
 
 /// A non-contiguous view may repeat storage elements (stride 0, overlapping strides); reading
 /// one is refused when it would produce more than this many bytes beyond the storage span it
@@ -324,6 +321,15 @@ impl RawTensor {
         Ok(out)
     }
 
+    /// The largest finite magnitude that f16 cannot hold (it would round to ±inf: |x| ≥ 65520),
+    /// or `None` if every value fits.
+    pub fn f16_overflow(&self) -> Result<Option<f32>> {
+        if matches!(self.dtype, DType::F16 | DType::I8 | DType::U8 | DType::Bool) {
+            return Ok(None);
+        }
+        Ok(self.to_f32()?.into_iter().filter(|x| x.is_finite() && x.abs() >= 65520.0).map(f32::abs).reduce(f32::max))
+    }
+
     /// The values as little-endian f32 bytes.
     pub fn to_f32_bytes(&self) -> Result<Vec<u8>> {
         if self.dtype == DType::F32 {
@@ -363,14 +369,6 @@ pub fn flatten(v: &Value) -> Result<Vec<(String, Arc<TensorRef>)>> {
     let mut budget = MAX_VISITS;
     walk(v, "", &mut out, &mut budget)?;
     Ok(out)
-}
-
-fn spend(budget: &mut usize) -> Result<()> {
-    if *budget == 0 {
-        return Err(Error::Format(format!("checkpoint structure too large: more than {MAX_VISITS} values to walk")));
-    }
-    *budget -= 1;
-    Ok(())
 }
 
 fn walk(v: &Value, prefix: &str, out: &mut Vec<(String, Arc<TensorRef>)>, budget: &mut usize) -> Result<()> {
@@ -432,61 +430,6 @@ fn walk_module(o: &Object, prefix: &str, out: &mut Vec<(String, Arc<TensorRef>)>
         }
     }
     Ok(())
-}
-
-impl Value {
-    /// A JSON rendering for configs and metadata: dicts become objects (non-string keys as
-    /// text), tuples and lists arrays, tensors `{"tensor": "float32", "shape": [...]}`, objects
-    /// `{"class": "module.name", ...their attributes}`, NaN and ±inf `null`, bytes latin-1 text.
-    pub fn to_json(&self) -> Result<serde_json::Value> {
-        let mut budget = MAX_VISITS;
-        to_json(self, &mut budget)
-    }
-}
-
-fn to_json(v: &Value, budget: &mut usize) -> Result<serde_json::Value> {
-    use serde_json::Value as J;
-    spend(budget)?;
-    let pairs = |d: &[(Value, Value)], budget: &mut usize| -> Result<serde_json::Map<String, J>> {
-        let mut m = serde_json::Map::new();
-        for (k, x) in d {
-            let key = match k {
-                Value::Str(s) => s.to_string(),
-                Value::Int(i) => i.to_string(),
-                Value::Float(f) => f.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::None => "null".into(),
-                _ => continue,
-            };
-            m.insert(key, to_json(x, budget)?);
-        }
-        Ok(m)
-    };
-    Ok(match v {
-        Value::None | Value::Cycle => J::Null,
-        Value::Bool(b) => J::Bool(*b),
-        Value::Int(i) => J::from(*i),
-        Value::BigInt(_) => J::Null,
-        Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
-        Value::Str(s) => J::String(s.to_string()),
-        Value::Bytes(b) => J::String(b.iter().map(|&c| c as char).collect()),
-        Value::Tuple(items) | Value::List(items) => J::Array(items.iter().map(|x| to_json(x, budget)).collect::<Result<_>>()?),
-        Value::Dict(d) => J::Object(pairs(d, budget)?),
-        Value::Global(g) => J::String(g.to_string()),
-        Value::Storage(s) => serde_json::json!({"storage": s.key, "dtype": s.dtype.torch_name()}),
-        Value::Tensor(t) => serde_json::json!({"tensor": t.dtype.torch_name(), "shape": t.shape}),
-        Value::Object(o) => {
-            let mut m = serde_json::Map::new();
-            m.insert("class".into(), J::String(o.class_name()));
-            if let Some(a) = o.attrs() {
-                m.extend(pairs(a, budget)?);
-            }
-            if !o.items.is_empty() {
-                m.extend(pairs(&o.items, budget)?);
-            }
-            J::Object(m)
-        }
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -674,7 +617,9 @@ fn open_safetensors(r: &mut dyn Source, file_len: u64, name: &str) -> Result<Ope
         }
         let mut strides = vec![1usize; shape.len()];
         for i in (0..shape.len().saturating_sub(1)).rev() {
-            strides[i] = strides[i + 1] * shape[i + 1];
+            // Saturating: only a zero-sized tensor can have a product past usize, and its
+            // strides are never used.
+            strides[i] = strides[i + 1].saturating_mul(shape[i + 1]);
         }
         let storage = Arc::new(Storage { key: key.clone(), dtype, numel, location: "cpu".into(), view_offset: 0 });
         let t = TensorRef { storage, dtype, offset: 0, shape, strides };

@@ -62,7 +62,8 @@ pub fn read_at<R: Read + Seek + ?Sized>(r: &mut R, file_len: u64, offset: u64, l
     if end > file_len {
         return Err(Error::Format(format!("{name}: truncated file: needs bytes up to {end}, the file has {file_len}")));
     }
-    let mut buf = vec![0u8; len as usize];
+    let len = usize::try_from(len).map_err(|_| Error::Format(format!("{name}: a {len}-byte read does not fit in memory")))?;
+    let mut buf = vec![0u8; len];
     r.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(format!("seeking in {name}"), e))?;
     r.read_exact(&mut buf).map_err(|e| Error::io(format!("reading {name}"), e))?;
     Ok(buf)

@@ -10,7 +10,7 @@
 
 use super::{params, same_gpu, u32_of};
 use crate::device::Grid;
-use crate::shaders::{entry::attention as e, Entry};
+use crate::shaders::entry::attention as e;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -47,22 +47,23 @@ params!(AttentionParams {
 
 const CAUSAL: u32 = 1;
 const HAS_BIAS: u32 = 2;
-const SOFTMAX_Q: u32 = 4;
-/// Largest head dim of the register kernel `sdpa` (`MAX_D4 = 32` vec4 in WGSL).
-pub const ROWS_MAX_D: usize = 128;
-/// Largest head dim of the tiled kernel `sdpa_wide` (`4·WCG·MAX_WC` in WGSL).
-pub const TILED_MAX_D: usize = 512;
-/// Query rows per workgroup of `sdpa_wide` (`WBQ`).
+/// Largest head dim of the register kernel `sdpa` (`D4 ≤ 8` in WGSL).
+pub const ROWS_MAX_D: usize = 32;
+/// Query rows per invocation of `sdpa`.
+const ROWS_TQ: usize = 4;
+/// Query rows per workgroup of `sdpa_tiled` (`TBQ`).
 const TILED_BQ: usize = 32;
 
-/// Which kernel runs an attention call. `Auto` picks `Rows` for d ≤ 128, else `Tiled`.
+/// Which kernel runs an attention call. `Auto` picks `Rows` on a CPU adapter (lavapipe) when
+/// d ≤ 32, where it is the faster one, and `Tiled` otherwise: `Rows` keeps 256 floats per
+/// invocation in registers, which a real GPU would spill.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SdpaKernel {
     #[default]
     Auto,
-    /// `sdpa`: query rows and accumulators in registers (d ≤ 128).
+    /// `sdpa`: 4 query rows and their accumulators in registers (d ≤ 32).
     Rows,
-    /// `sdpa_wide`: workgroup tiles of 32 queries × 64 keys (d ≤ 512).
+    /// `sdpa_tiled`: workgroup tiles of 32 queries × 64 keys, any d.
     Tiled,
 }
 
@@ -143,19 +144,6 @@ fn strides4(op: &str, s: [usize; 3]) -> Result<[u32; 3]> {
     Ok(out)
 }
 
-/// Query rows per invocation of `sdpa` (the `TQ` override). On a CPU adapter (lavapipe) each
-/// storage load is a per-lane loop and register spills are cheap, so 4 rows share every loaded
-/// key; a real GPU keeps 2·TQ·d accumulator/query floats in registers, so it takes fewer.
-fn rows_per_invocation(gpu: &crate::Gpu, d: usize) -> u32 {
-    if gpu.info().device_type == wgpu::DeviceType::Cpu {
-        4
-    } else if d <= 32 {
-        2
-    } else {
-        1
-    }
-}
-
 struct Plan<'a> {
     q: &'a Tensor,
     k: &'a Tensor,
@@ -168,37 +156,41 @@ struct Plan<'a> {
 }
 
 fn run(op: &str, plan: Plan) -> Result<()> {
-    let gpu = plan.q.gpu();
     let mut p = plan.params;
-    let d = p.d4 as usize * 4;
-    let (entry, tq_rows, groups_wg): (Entry, usize, bool) = match plan.kernel {
-        SdpaKernel::Rows | SdpaKernel::Auto => (e::SDPA, rows_per_invocation(gpu, d) as usize, false),
-        SdpaKernel::Tiled => (e::SDPA_WIDE, TILED_BQ, true),
+    let mode = ("MODE", plan.mode as f64);
+    let (entry, grid, d4) = match plan.kernel {
+        SdpaKernel::Rows => {
+            p.groups = u32_of(op, (p.tq as usize).div_ceil(ROWS_TQ))?;
+            let threads = p.batch as u64 * p.heads as u64 * p.groups as u64;
+            (e::SDPA, Grid::threads(threads, 64)?, p.d4)
+        }
+        _ => {
+            p.groups = u32_of(op, (p.tq as usize).div_ceil(TILED_BQ))?;
+            // D4 is unused by sdpa_tiled; a fixed value keeps one pipeline per mode.
+            (e::SDPA_TILED, Grid::linear(p.batch as u64 * p.heads as u64 * p.groups as u64)?, 8)
+        }
     };
-    p.groups = u32_of(op, (p.tq as usize).div_ceil(tq_rows))?;
-    let units = p.batch as u64 * p.heads as u64 * p.groups as u64;
-    let grid = if groups_wg { Grid::linear(units)? } else { Grid::threads(units, 64)? };
-    let overrides = [("MODE", plan.mode as f64), ("D4", p.d4 as f64), ("TQ", tq_rows.min(4) as f64)];
-    gpu.launch(
+    plan.q.gpu().launch(
         entry,
-        &overrides,
+        &[mode, ("D4", d4 as f64)],
         &p,
         &[Some(plan.q.raw()), Some(plan.k.raw()), Some(plan.v.raw()), plan.bias.map(|b| b.raw()), Some(plan.out.raw())],
         grid,
     )
 }
 
-fn pick_kernel(op: &str, kernel: SdpaKernel, d: usize) -> Result<SdpaKernel> {
-    let k = match kernel {
-        SdpaKernel::Auto if d <= ROWS_MAX_D => SdpaKernel::Rows,
-        SdpaKernel::Auto => SdpaKernel::Tiled,
-        k => k,
-    };
-    let max = if k == SdpaKernel::Rows { ROWS_MAX_D } else { TILED_MAX_D };
-    if d == 0 || d > max {
-        return Err(Error::arg(op, format!("head dim {d} is not supported by the {k:?} kernel (1..={max})")));
+fn pick_kernel(op: &str, gpu: &crate::Gpu, kernel: SdpaKernel, d: usize) -> Result<SdpaKernel> {
+    if d == 0 || d % 4 != 0 {
+        return Err(Error::arg(op, format!("head dim {d} is not a positive multiple of 4 (the kernels read vec4)")));
     }
-    Ok(k)
+    Ok(match kernel {
+        SdpaKernel::Auto if d <= ROWS_MAX_D && gpu.info().device_type == wgpu::DeviceType::Cpu => SdpaKernel::Rows,
+        SdpaKernel::Auto => SdpaKernel::Tiled,
+        SdpaKernel::Rows if d > ROWS_MAX_D => {
+            return Err(Error::arg(op, format!("head dim {d} is over {ROWS_MAX_D}, the limit of the Rows kernel")))
+        }
+        k => k,
+    })
 }
 
 impl Tensor {
@@ -210,7 +202,7 @@ impl Tensor {
 
     /// [`Tensor::sdpa`] with masks, bias, multi-query heads and a kernel choice.
     /// q: [B, Tq, H·d], k, v: [B, Tk, Hkv·d] -> [B, Tq, H·d]; or q [B, H, Tq, d],
-    /// k, v [B, Hkv, Tk, d] -> [B, H, Tq, d]. d must be a multiple of 4 and ≤ 512.
+    /// k, v [B, Hkv, Tk, d] -> [B, H, Tq, d]. d must be a multiple of 4.
     pub fn sdpa_with(&self, k: &Tensor, v: &Tensor, o: &Sdpa) -> Result<Tensor> {
         const OP: &str = "sdpa";
         same_gpu(OP, self.gpu(), &[k, v])?;
@@ -232,7 +224,7 @@ impl Tensor {
         if vv.t != kv.t {
             return Err(Error::arg(OP, format!("k has {} tokens, v has {}", kv.t, vv.t)));
         }
-        let kernel = pick_kernel(OP, o.kernel, qv.d)?;
+        let kernel = pick_kernel(OP, self.gpu(), o.kernel, qv.d)?;
         let out = Tensor::empty(self.gpu(), self.shape().to_vec())?;
         let mut flags = 0;
         let mut causal_offset = 0;
@@ -307,7 +299,8 @@ impl Tensor {
     /// Computed as `(q̂·k̂ᵀ)·v` by the attention kernels in linear mode: the same product by
     /// associativity, 2·T·S·d flops per head instead of 2·(T+S)·d², which is less for
     /// SSV2A's T = S = 66 < d (96 in the remixer, 64 in the aggregator), and no d×d context is
-    /// stored (for B = 4096 remixer rows it alone would be 1.2 GB). k̂ is one extra pass.
+    /// stored (for B = 4096 remixer rows it alone would be 1.2 GB). q̂ and k̂ are one
+    /// `feature_softmax` pass each.
     pub fn efficient_attention(&self, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
         self.efficient_attention_with(k, v, heads, SdpaKernel::Auto)
     }
@@ -329,12 +322,9 @@ impl Tensor {
         if d % 4 != 0 {
             return Err(Error::arg(OP, format!("head dim {d} is not a multiple of 4")));
         }
-        let kernel = pick_kernel(OP, kernel, d)?;
+        let kernel = pick_kernel(OP, self.gpu(), kernel, d)?;
+        let qh = self.feature_softmax(d)?;
         let kh = k.feature_softmax(d)?;
-        let (qin, flags) = match kernel {
-            SdpaKernel::Rows => (self.clone(), SOFTMAX_Q),
-            _ => (self.feature_softmax(d)?, 0),
-        };
         let out = Tensor::empty(self.gpu(), self.shape().to_vec())?;
         let [q_b, q_t, q_h] = strides4(OP, [t * f, f, d])?;
         let [k_b, k_t, k_h] = strides4(OP, [s * f, f, d])?;
@@ -344,7 +334,6 @@ impl Tensor {
             tq: u32_of(OP, t)?,
             tk: u32_of(OP, s)?,
             kv_group: 1,
-            flags,
             scale: 1.0,
             q_b,
             q_t,
@@ -362,7 +351,7 @@ impl Tensor {
             o_h: q_h,
             ..Default::default()
         };
-        run(OP, Plan { q: &qin, k: &kh, v, bias: None, out: &out, params, mode: 1, kernel })?;
+        run(OP, Plan { q: &qh, k: &kh, v, bias: None, out: &out, params, mode: 1, kernel })?;
         Ok(out)
     }
 

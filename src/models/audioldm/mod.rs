@@ -174,8 +174,45 @@ pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
             src.describe()
         )));
     }
+    check_config(src, cfg, &components)?;
     plan.metadata.insert("components".into(), components.join(","));
     Ok(plan)
+}
+
+/// The shapes that pin down each part's config, checked before anything is written, so a
+/// checkpoint converted with the wrong `--config` fails with the key and both shapes.
+fn check_config(src: &dyn TensorSource, cfg: &AudioLdmConfig, components: &[&str]) -> Result<()> {
+    let mut want: Vec<(String, Vec<usize>)> = vec![];
+    if components.contains(&"vae") {
+        let d = &cfg.vae.ddconfig;
+        let top = d.ch * d.ch_mult.last().copied().unwrap_or(0);
+        want.push(("first_stage_model.post_quant_conv.weight".into(), vec![d.z_channels, cfg.vae.embed_dim, 1, 1]));
+        want.push(("first_stage_model.decoder.conv_in.weight".into(), vec![top, d.z_channels, 3, 3]));
+        want.push(("first_stage_model.decoder.conv_out.weight".into(), vec![d.out_ch, d.ch * d.ch_mult[0], 3, 3]));
+    }
+    if components.contains(&"vocoder") {
+        let v = &cfg.vocoder;
+        let c0 = v.upsample_initial_channel;
+        want.push(("first_stage_model.vocoder.conv_pre.weight".into(), vec![c0, v.num_mels, 7]));
+        for (i, &k) in v.upsample_kernel_sizes.iter().enumerate() {
+            want.push((format!("first_stage_model.vocoder.ups.{i}.weight"), vec![c0 >> i, c0 >> (i + 1), k]));
+        }
+    }
+    for (name, shape) in want {
+        // Weight-normed checkpoints store `weight_v` with the same shape.
+        let got = src.shape(&name).or_else(|| src.shape(&name.replace(".weight", ".weight_v")));
+        match got {
+            Some(g) if g == shape => {}
+            Some(g) => {
+                return Err(Error::Format(format!(
+                    "{}: `{name}` has shape {g:?} but the config implies {shape:?}; does --config match this checkpoint?",
+                    src.describe()
+                )))
+            }
+            None => return Err(Error::MissingWeight(format!("{}: {name}", src.describe()))),
+        }
+    }
+    Ok(())
 }
 
 /// The latent → waveform tail of `generate_sample`: the clamp rule, `latent / scale_factor`,

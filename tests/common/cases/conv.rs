@@ -56,12 +56,10 @@ impl C2 {
 /// The conv2d kernels that can run `a` with kernel size k.
 fn kernels_for(k: (usize, usize), a: &Conv2dArgs) -> Vec<ConvKernel> {
     let mut v = vec![ConvKernel::Auto, ConvKernel::General, ConvKernel::Naive];
-    if a.stride.0 == 1 || a.stride.1 == 1 {
-        v.push(ConvKernel::Row);
-    }
     if k == (3, 3) && a.stride == (1, 1) && a.dilation == (1, 1) {
         v.push(ConvKernel::Patch3x3);
     }
+
     v
 }
 
@@ -98,7 +96,7 @@ pub async fn conv2d_all(gpu: &Gpu) -> R {
         c2(1, 33, 17, (17, 7), (3, 3), a(2, 1)).f32(),
         c2(1, 4, 6, (5, 17), (3, 3), a(1, 2).dilation(2).groups(2)),
         c2(1, 5, 5, (7, 7), (3, 3), a(1, 1).groups(5)).no_bias(),
-        // 3×1 kernel: the row kernel walks H.
+        // 3×1 kernel.
         c2(2, 6, 9, (17, 1), (3, 1), Conv2dArgs { padding: (1, 0), ..a(1, 0) }.act(Act::Relu)),
         // CLIP-style patchify (kernel 14, stride 14), no bias.
         c2(1, 3, 8, (28, 28), (14, 14), a(14, 0)).no_bias(),
@@ -139,11 +137,7 @@ async fn check_conv1d(gpu: &Gpu, i: usize, c: &C1) -> R {
     let bv = rand(6000 + i as u64, c.cout);
     let b = Tensor::from_slice(gpu, &bv, [c.cout]).map_err(e)?;
     let want = cr::conv1d(&HostTensor::new(xs.to_vec(), xv).map_err(e)?, &wh, c.bias.then_some(&bv[..]), &c.args);
-    let mut kernels = vec![ConvKernel::Auto, ConvKernel::General, ConvKernel::Naive];
-    if c.args.stride == 1 {
-        kernels.push(ConvKernel::Row);
-    }
-    for kernel in kernels {
+    for kernel in [ConvKernel::Auto, ConvKernel::General, ConvKernel::Naive] {
         let what = format!("conv1d case {i} {kernel:?} x{xs:?} k{} {:?} bias={} {:?}", c.k, c.args, c.bias, c.dtype);
         let y = x.conv1d_with(&w, c.bias.then_some(&b), &c.args, kernel).map_err(|err| format!("{what}: {err}"))?;
         if y.shape() != want.shape.as_slice() {
@@ -175,22 +169,6 @@ pub async fn conv1d_all(gpu: &Gpu) -> R {
         check_conv1d(gpu, i, cs).await?;
     }
     Ok(())
-}
-
-/// A grid of more than 65 535 workgroups (folded into y by `Grid`): depthwise conv1d with
-/// dilation 64, where each of the 2·33 000 output rows takes 64 invocations of `conv2d_row`.
-pub async fn conv_grid_fold(gpu: &Gpu) -> R {
-    let c = C1 {
-        n: 2,
-        cin: 33_000,
-        cout: 33_000,
-        l: 129,
-        k: 3,
-        args: Conv1dArgs::new(1, 0).dilation(64).groups(33_000),
-        bias: true,
-        dtype: WeightDtype::F16,
-    };
-    check_conv1d(gpu, 99, &c).await
 }
 
 struct CT {
@@ -261,6 +239,15 @@ fn expect_err<T: std::fmt::Debug>(what: &str, r: ssv2a::Result<T>) -> R {
     }
 }
 
+/// A grid of more than 65 535 workgroups (folded into y by `Grid`): a depthwise
+/// conv_transpose1d with dilation 64, where each output row takes 64 invocations (one per
+/// residue mod 64), 2·34 000 rows.
+pub async fn conv_grid_fold(gpu: &Gpu) -> R {
+    let args = ConvTranspose1dArgs::new(1, 0).dilation(64).groups(34_000);
+    let c = CT { n: 2, cin: 34_000, cout: 34_000, l: 1, k: 2, args, bias: true, dtype: WeightDtype::F16 };
+    check_conv_transpose1d(gpu, 99, &c).await
+}
+
 pub async fn conv_errors(gpu: &Gpu) -> R {
     let f16 = WeightDtype::F16;
     let x = Tensor::from_slice(gpu, &rand(1, 2 * 6 * 5 * 5), [2, 6, 5, 5]).map_err(e)?;
@@ -280,7 +267,6 @@ pub async fn conv_errors(gpu: &Gpu) -> R {
     expect_err("conv2d bias shape", x.conv2d(&w3, Some(&b5), &a(1, 1)))?;
     expect_err("conv2d x rank", x.reshape([2, 6, 25]).map_err(e)?.conv2d(&w3, None, &a(1, 1)))?;
     expect_err("conv2d 3x3 kernel on stride 2", x.conv2d_with(&w3, None, &a(2, 1), ConvKernel::Patch3x3))?;
-    expect_err("conv2d row kernel on stride 2", x.conv2d_with(&w3, None, &a(2, 1), ConvKernel::Row))?;
 
     let x1 = Tensor::from_slice(gpu, &rand(2, 6 * 10), [1, 6, 10]).map_err(e)?;
     let c1 = Conv1dArgs::new;
@@ -298,6 +284,6 @@ pub async fn conv_errors(gpu: &Gpu) -> R {
     expect_err("conv_transpose1d output ≤ 0", x1.conv_transpose1d(&wt, None, &t(1, 20)))?;
     expect_err("conv_transpose1d output_padding ≥ stride", x1.conv_transpose1d(&wt, None, &t(2, 1).output_padding(2)))?;
     expect_err("conv_transpose1d bias", x1.conv_transpose1d(&wt, Some(&b5), &t(2, 1)))?;
-    expect_err("conv_transpose1d row kernel", x1.conv_transpose1d_with(&wt, None, &t(2, 1), ConvKernel::Row))?;
+    expect_err("conv_transpose1d 3x3 kernel", x1.conv_transpose1d_with(&wt, None, &t(2, 1), ConvKernel::Patch3x3))?;
     Ok(())
 }

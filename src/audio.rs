@@ -1,0 +1,111 @@
+//! WAV encoding through `hound`: 16-bit PCM (the official output's format: soundfile's
+//! default subtype PCM_16, float scaled by 32767) or 32-bit float, mono. Encoding is
+//! target-independent (the browser gets bytes); [`write_wav_atomic`] writes natively via a
+//! temporary file renamed into place, so an existing file is never left half-written.
+
+use crate::{Error, Result};
+
+/// Sample format of a WAV file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WavFormat {
+    /// 16-bit PCM: round(x·32767), clipped to [−32767, 32767].
+    #[default]
+    Pcm16,
+    /// 32-bit IEEE float, unscaled.
+    Float32,
+}
+
+/// Encode mono samples at `sample_rate` as a WAV file in memory.
+pub fn encode_wav(samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<Vec<u8>> {
+    if sample_rate == 0 {
+        return Err(Error::arg("encode_wav", "sample rate 0"));
+    }
+    if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
+        return Err(Error::arg("encode_wav", format!("sample {i} is not finite ({})", samples[i])));
+    }
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate,
+        bits_per_sample: if format == WavFormat::Pcm16 { 16 } else { 32 },
+        sample_format: if format == WavFormat::Pcm16 { hound::SampleFormat::Int } else { hound::SampleFormat::Float },
+    };
+    let mut cur = std::io::Cursor::new(Vec::with_capacity(44 + samples.len() * 4));
+    {
+        let mut w = hound::WavWriter::new(&mut cur, spec).map_err(|e| Error::Format(format!("WAV: {e}")))?;
+        for &x in samples {
+            let r = match format {
+                WavFormat::Pcm16 => w.write_sample((x * 32767.0).round().clamp(-32767.0, 32767.0) as i16),
+                WavFormat::Float32 => w.write_sample(x),
+            };
+            r.map_err(|e| Error::Format(format!("WAV: {e}")))?;
+        }
+        w.finalize().map_err(|e| Error::Format(format!("WAV: {e}")))?;
+    }
+    Ok(cur.into_inner())
+}
+
+/// Decode a WAV file to mono f32 samples (first channel) and its sample rate.
+pub fn decode_wav(bytes: &[u8], name: &str) -> Result<(Vec<f32>, u32)> {
+    let mut r = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| Error::Format(format!("{name}: not a readable WAV file ({e})")))?;
+    let spec = r.spec();
+    let ch = spec.channels.max(1) as usize;
+    let all: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().collect::<std::result::Result<_, _>>(),
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            r.samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<std::result::Result<_, _>>()
+        }
+    }
+    .map_err(|e| Error::Format(format!("{name}: corrupt WAV data ({e})")))?;
+    Ok((all.into_iter().step_by(ch).collect(), spec.sample_rate))
+}
+
+/// Write bytes to `path` through a temporary file in the same directory, renamed into place.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{base}.partial-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e)
+    })
+}
+
+/// Encode and write a WAV file atomically.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_wav_atomic(path: &std::path::Path, samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<()> {
+    write_atomic(path, &encode_wav(samples, sample_rate, format)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcm16_and_float_round_trip() {
+        let x: Vec<f32> = (0..1000).map(|i| ((i as f32) * 0.01).sin() * 0.9).collect();
+        let b = encode_wav(&x, 16000, WavFormat::Pcm16).unwrap();
+        let (y, sr) = decode_wav(&b, "t.wav").unwrap();
+        assert_eq!(sr, 16000);
+        assert_eq!(y.len(), x.len());
+        // PCM16 quantisation: |error| ≤ half a step of 1/32767 (decoded with 1/32768).
+        assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1.0 / 32767.0 + 1e-4 * a.abs()));
+        let b = encode_wav(&x, 16000, WavFormat::Float32).unwrap();
+        assert_eq!(decode_wav(&b, "t.wav").unwrap().0, x);
+        assert!(b.len() >= 44 + 4 * x.len());
+    }
+
+    #[test]
+    fn clipping_and_bad_input() {
+        let b = encode_wav(&[2.0, -2.0], 16000, WavFormat::Pcm16).unwrap();
+        let r = hound::WavReader::new(std::io::Cursor::new(b)).unwrap().into_samples::<i16>().map(|s| s.unwrap()).collect::<Vec<_>>();
+        assert_eq!(r, vec![32767, -32767]);
+        assert!(encode_wav(&[f32::NAN], 16000, WavFormat::Pcm16).is_err());
+        assert!(decode_wav(b"RIFF0000WAVEjunk", "junk.wav").is_err());
+    }
+}
