@@ -73,6 +73,11 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
     if w == 0 || h == 0 {
         return Err(Error::Format(format!("{name}: empty image ({w}×{h})")));
     }
+    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(bytes) {
+        // The JPEG decoder fills missing data with grey instead of failing; PIL refuses such
+        // files ("image file is truncated"), and so do we.
+        return Err(Error::Format(format!("{name}: truncated JPEG (the data ends before the end-of-image marker)")));
+    }
     let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Format(format!("{name}: {e}")))?
@@ -92,6 +97,39 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
         let data = if sixteen { msb(img.to_rgb16().into_raw()) } else { img.to_rgb8().into_raw() };
         Decoded::Rgb(RgbImage::new(w, h, data)?)
     })
+}
+
+/// Whether a JPEG's data reaches its end-of-image marker: walks the marker segments by their
+/// lengths and the entropy-coded data of each scan (where 0xFF is followed by a stuffed 0x00
+/// or a restart marker) until EOI.
+fn jpeg_is_complete(b: &[u8]) -> bool {
+    let mut i = 2;
+    let mut in_scan = false;
+    while i + 1 < b.len() {
+        if b[i] != 0xFF {
+            if !in_scan {
+                return false;
+            }
+            i += 1;
+            continue;
+        }
+        let m = b[i + 1];
+        match m {
+            0xD9 => return true,
+            0x00 | 0xD0..=0xD7 if in_scan => i += 2,
+            0xFF => i += 1,
+            0x01 | 0xD0..=0xD8 => i += 2,
+            _ => {
+                if i + 3 >= b.len() {
+                    return false;
+                }
+                let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+                in_scan = m == 0xDA;
+                i += 2 + len;
+            }
+        }
+    }
+    false
 }
 
 /// Whether `bytes` are a PNG that PIL opens in mode "P" (colour type 3) or "1" (1-bit grey):

@@ -222,7 +222,7 @@ fn apply_overrides(c: &mut Config, o: &serde_json::Value) -> Result<()> {
 fn block(plan: &mut Plan, src: &dyn TensorSource, layout: Layout, p: &str, q: &str, w: usize, used: &mut Vec<String>) -> Result<()> {
     // OpenAI CLIP's MLP is always 4× wide (`mlp_ratio`); a shape error names the tensor.
     let hidden = 4 * w;
-    let mut copy = |plan: &mut Plan, from: String, to: String, shape: Vec<usize>, used: &mut Vec<String>| -> Result<()> {
+    let copy = |plan: &mut Plan, from: String, to: String, shape: Vec<usize>, used: &mut Vec<String>| -> Result<()> {
         plan.copy_as(src, &from, &to, &shape)?;
         used.push(from);
         Ok(())
@@ -293,7 +293,7 @@ pub fn plan(src: &dyn TensorSource, overrides: Option<&serde_json::Value>) -> Re
     let mut used: Vec<String> = vec![];
     let (w, p, t) = (c.vision_width, c.vision_patch_size, c.grid() * c.grid() + 1);
     let oa = layout == Layout::OpenAi;
-    let mut map = |plan: &mut Plan, openai: &str, hf: &str, shape: Vec<usize>, used: &mut Vec<String>| -> Result<()> {
+    let map = |plan: &mut Plan, openai: &str, hf: &str, shape: Vec<usize>, used: &mut Vec<String>| -> Result<()> {
         let from = if oa { openai } else { hf };
         plan.copy_as(src, from, hf, &shape)?;
         used.push(from.to_string());
@@ -309,7 +309,7 @@ pub fn plan(src: &dyn TensorSource, overrides: Option<&serde_json::Value>) -> Re
     for i in 0..c.vision_layers {
         block(&mut plan, src, layout, &format!("visual.transformer.resblocks.{i}"), &format!("vision_model.encoder.layers.{i}"), w, &mut used)?;
     }
-    let mut projection = |plan: &mut Plan, openai: &str, hf: &str, d_in: usize, used: &mut Vec<String>| -> Result<()> {
+    let projection = |plan: &mut Plan, openai: &str, hf: &str, d_in: usize, used: &mut Vec<String>| -> Result<()> {
         if oa {
             match src.shape(openai) {
                 Some(s) if s == [d_in, c.embed_dim] => plan.push(hf, vec![c.embed_dim, d_in], Recipe::Transpose(openai.into())),
