@@ -188,6 +188,7 @@ async fn cycle_case(gpu: &Gpu, model: &Ssv2a, g: &Golden, case: &str, mode: Remi
         its: cfg["cycle_its"].as_u64().unwrap() as usize,
         samples: cfg["cycle_samples"].as_u64().unwrap() as usize,
         var_samples: cfg["var_samples"].as_u64().unwrap() as usize,
+        collapsed_sampling: false,
         remix: mode,
     };
     let input = MixInput { clips: g.get(&format!("in.{case}.clips")).clone(), fixed_src: g.tensors.get(&format!("in.{case}.fixed_src")).cloned() };
@@ -243,7 +244,7 @@ fn cycle_mix_with_the_rng_is_deterministic_and_unit_norm() {
         let d = clips.shape[2];
         let global = &clips.data[..d];
         let sources: Vec<&[f32]> = clips.data[d..4 * d].chunks(d).collect();
-        let opts = CycleMixOptions { its: 2, samples: 3, var_samples: 4, remix: RemixMode::Shared };
+        let opts = CycleMixOptions { its: 2, samples: 3, var_samples: 4, ..Default::default() };
         let a = model.image_to_clap(global, &sources, &opts, &mut Rng::new(42)).await.map_err(e)?;
         let b = model.image_to_clap(global, &sources, &opts, &mut Rng::new(42)).await.map_err(e)?;
         let c = model.image_to_clap(global, &sources, &opts, &mut Rng::new(43)).await.map_err(e)?;
@@ -251,6 +252,11 @@ fn cycle_mix_with_the_rng_is_deterministic_and_unit_norm() {
         assert_ne!(a, c, "different seeds, same result");
         let norm = a.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5 && a.iter().all(|x| x.is_finite()), "norm {norm}");
+        // Collapsed sampling: the same kind of result from n× fewer random numbers.
+        let fast = CycleMixOptions { collapsed_sampling: true, ..opts };
+        let f = model.image_to_clap(global, &sources, &fast, &mut Rng::new(42)).await.map_err(e)?;
+        let norm = f.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5 && f != a, "norm {norm}");
         // Bad inputs are errors, not panics.
         assert!(model.image_to_clap(&global[..5], &sources, &opts, &mut Rng::new(1)).await.is_err());
         let too_many: Vec<&[f32]> = vec![global; 8];

@@ -1,6 +1,7 @@
 //! Subcommands of the `ssv2a` binary. File formats, progress output and argument parsing live
 //! here; model logic lives in the library.
 
+mod bench_ssv2a;
 mod convert;
 mod stage;
 
@@ -43,6 +44,9 @@ enum BenchWhat {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// The CLIP ViT-L/14 vision tower (batch 1 and 17) and a full 65 × 64 Cycle Mix, with
+    /// random weights at the real sizes.
+    Ssv2a(bench_ssv2a::Args),
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -66,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Convert(a) => convert::run(a),
         Cmd::Stage(a) => stage::run(a).await,
         Cmd::Bench { what: BenchWhat::Kernels { reps } } => bench_kernels(reps).await,
+        Cmd::Bench { what: BenchWhat::Ssv2a(a) } => bench_ssv2a::run(a).await,
     }
 }
 

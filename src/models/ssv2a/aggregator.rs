@@ -28,7 +28,7 @@ use crate::{Error, Result};
 
 use super::mlp::{Mlp, MlpSpec};
 use super::remixer::{LayerMasks, TransEncoder};
-use super::sampling::{l2_normalize_rows, sample, Draw, DrawKind, Noise};
+use super::sampling::{l2_normalize_rows, sample, Draw, DrawKind, Noise, VarSamples};
 use super::{check_unexpected, record, sub_trace, Trace};
 
 /// Pack kind of `agg.pth` packs.
@@ -293,7 +293,7 @@ impl Aggregator {
     /// `Aggregator.sample(claps, N)`: the average of N samples, L2-normalised.
     /// claps: [B, L, E] -> [B, E]. ε is drawn as [N, B, E] (`DrawKind::Aggregator`); in
     /// [`AggregatorMode::OfficialTrainDropout`] the masks are drawn first.
-    pub async fn sample(&self, claps: &Tensor, n: usize, mode: AggregatorMode, noise: &mut dyn Noise) -> Result<HostTensor> {
+    pub async fn sample(&self, claps: &Tensor, n: impl Into<VarSamples>, mode: AggregatorMode, noise: &mut dyn Noise) -> Result<HostTensor> {
         let [b, l, _] = claps.dims("aggregator")?;
         let masks = match mode {
             AggregatorMode::Eval => None,
@@ -303,11 +303,11 @@ impl Aggregator {
     }
 
     /// [`Aggregator::sample`] with explicit dropout masks (None = eval).
-    pub async fn sample_with(&self, claps: &Tensor, n: usize, masks: Option<&DropoutMasks>, noise: &mut dyn Noise) -> Result<HostTensor> {
+    pub async fn sample_with(&self, claps: &Tensor, n: impl Into<VarSamples>, masks: Option<&DropoutMasks>, noise: &mut dyn Noise) -> Result<HostTensor> {
         let (mu, lv) = self.forward(claps, masks, None)?;
         let mu = mu.to_host().await?;
         let lv = lv.to_host().await?;
-        let mut v = sample(&mu.data, &lv.data, n, noise, Draw::new(DrawKind::Aggregator))?;
+        let mut v = sample(&mu.data, &lv.data, n.into(), noise, Draw::new(DrawKind::Aggregator))?;
         l2_normalize_rows(&mut v, self.config.emb_dim);
         HostTensor::new(mu.shape, v)
     }

@@ -30,7 +30,7 @@
 use crate::tensor::{HostTensor, Tensor};
 use crate::{Error, Result};
 
-use super::sampling::{average_of_samples, l2_normalize_rows, Draw, DrawKind, Noise};
+use super::sampling::{apply, l2_normalize_rows, Draw, DrawKind, Noise, VarSamples};
 use super::Ssv2a;
 
 /// How the S candidates of a round are computed.
@@ -53,12 +53,21 @@ pub struct CycleMixOptions {
     pub samples: usize,
     /// Gaussian samples averaged per variational draw (`var_samples`).
     pub var_samples: usize,
+    /// Draw once with std/√var_samples instead of averaging var_samples draws (the same
+    /// distribution; see [`VarSamples`]). Off by default (the official computation).
+    pub collapsed_sampling: bool,
     pub remix: RemixMode,
+}
+
+impl CycleMixOptions {
+    pub fn var(&self) -> VarSamples {
+        VarSamples { n: self.var_samples, collapsed: self.collapsed_sampling }
+    }
 }
 
 impl Default for CycleMixOptions {
     fn default() -> Self {
-        CycleMixOptions { its: 64, samples: 64, var_samples: 64, remix: RemixMode::Shared }
+        CycleMixOptions { its: 64, samples: 64, var_samples: 64, collapsed_sampling: false, remix: RemixMode::Shared }
     }
 }
 
@@ -162,7 +171,7 @@ impl Ssv2a {
             return Err(Error::arg(OP, "inputs contain NaN or infinity"));
         }
         let gpu = self.remixer.styler_gpu();
-        let n = opts.var_samples;
+        let n = opts.var();
         let s_count = opts.samples;
         let clips_t = Tensor::upload(gpu, &input.clips)?;
         // A slot is "empty" when its CLIP row is exactly zero (torch: clips.bool().sum(-1) == 0).
@@ -225,7 +234,7 @@ impl Ssv2a {
         let [b, slot, m] = [src.shape[0], src.shape[1], src.shape[2]];
         let cd = clips.shape[2];
         let c = self.config.clap_dim;
-        let (n, s_count) = (opts.var_samples, opts.samples);
+        let (n, s_count) = (opts.var(), opts.samples);
         let mut out = vec![0f32; b * s_count * c];
         // Per candidate, in the official order: the shuffle (if any), then the noise.
         let mut perms = vec![];
@@ -239,9 +248,10 @@ impl Ssv2a {
                 }
                 perms.push(p);
             }
-            let e = noise.normals(Draw::at(DrawKind::Remix, i, j), n * b * c)?;
-            if e.len() != n * b * c {
-                return Err(Error::arg("cycle mix", format!("noise source gave {} values for the remix draw, expected {}", e.len(), n * b * c)));
+            let want = n.draws(b * c);
+            let e = noise.normals(Draw::at(DrawKind::Remix, i, j), want)?;
+            if e.len() != want {
+                return Err(Error::arg("cycle mix", format!("noise source gave {} values for the remix draw, expected {want}", e.len())));
             }
             eps.push(e);
         }
@@ -270,7 +280,7 @@ impl Ssv2a {
         };
         for (j, e) in eps.iter().enumerate() {
             let off = if opts.remix == RemixMode::Shuffled { j * b * c } else { 0 };
-            let mut cand = average_of_samples(&mu[off..off + b * c], &lv[off..off + b * c], e, n)?;
+            let mut cand = apply(&mu[off..off + b * c], &lv[off..off + b * c], e, n)?;
             l2_normalize_rows(&mut cand, c);
             for bi in 0..b {
                 out[(bi * s_count + j) * c..(bi * s_count + j + 1) * c].copy_from_slice(&cand[bi * c..(bi + 1) * c]);
@@ -322,10 +332,12 @@ mod tests {
 
     #[test]
     fn inputs_are_checked() {
-        assert!(MixInput::image(&[1.0; 4], &[&[1.0; 4]; 3], 4).is_ok());
-        assert!(MixInput::image(&[1.0; 4], &[&[1.0; 4]; 4], 4).is_err());
-        assert!(MixInput::image(&[1.0; 4], &[&[1.0; 3]], 4).is_err());
-        let mm = MixInput::multimodal(&[&[1.0; 2]], &[&[0.5; 3], &[0.25; 3]], 4, 2, 3).unwrap();
+        let (g, s3): (&[f32], &[f32]) = (&[1.0; 4], &[1.0; 3]);
+        assert!(MixInput::image(g, &[g; 3], 4).is_ok());
+        assert!(MixInput::image(g, &[g; 4], 4).is_err());
+        assert!(MixInput::image(g, &[s3], 4).is_err());
+        let (c, a, b): (&[f32], &[f32], &[f32]) = (&[1.0; 2], &[0.5; 3], &[0.25; 3]);
+        let mm = MixInput::multimodal(&[c], &[a, b], 4, 2, 3).unwrap();
         assert_eq!(&mm.clips.data[..4], &[0.0, 0.0, 1.0, 1.0]);
         assert_eq!(&mm.fixed_src.unwrap().data[6..], &[0.5, 0.5, 0.5, 0.25, 0.25, 0.25]);
     }

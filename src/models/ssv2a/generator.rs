@@ -8,7 +8,7 @@ use crate::Result;
 
 use super::manifold::fold;
 use super::mlp::VariationalMlp;
-use super::sampling::{l2_normalize_rows, Draw, Noise};
+use super::sampling::{l2_normalize_rows, Draw, Noise, VarSamples};
 use super::{Config, Trace};
 
 pub struct Generator {
@@ -28,8 +28,8 @@ impl Generator {
 
     /// `fold2claps(folds, N)`: the average of N samples, L2-normalised per row.
     /// x: [.., manifold_dim] -> [.., clap_dim]; ε is drawn as [N, .., clap_dim].
-    pub async fn fold2claps(&self, x: &Tensor, n: usize, noise: &mut dyn Noise, draw: Draw) -> Result<HostTensor> {
-        let mut h = fold(&self.net, x, n, noise, draw).await?;
+    pub async fn fold2claps(&self, x: &Tensor, n: impl Into<VarSamples>, noise: &mut dyn Noise, draw: Draw) -> Result<HostTensor> {
+        let mut h = fold(&self.net, x, n.into(), noise, draw).await?;
         let d = self.net.out_dim;
         l2_normalize_rows(&mut h.data, d);
         Ok(h)

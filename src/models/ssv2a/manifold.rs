@@ -11,7 +11,7 @@ use crate::weights::Weights;
 use crate::Result;
 
 use super::mlp::VariationalMlp;
-use super::sampling::{sample, Draw, Noise};
+use super::sampling::{sample, Draw, Noise, VarSamples};
 use super::{Config, Trace};
 
 /// `Manifold` without its training-only `logit_scale` / `self_logit_scale`.
@@ -42,19 +42,19 @@ impl Manifold {
 
     /// `fold_clips(x, N)`: the average of N samples of the CLIP encoder (not normalised).
     /// x: [.., clip_dim] -> [.., manifold_dim]; ε is drawn as [N, .., manifold_dim].
-    pub async fn fold_clips(&self, x: &Tensor, n: usize, noise: &mut dyn Noise, draw: Draw) -> Result<HostTensor> {
-        fold(&self.clip_encoder, x, n, noise, draw).await
+    pub async fn fold_clips(&self, x: &Tensor, n: impl Into<VarSamples>, noise: &mut dyn Noise, draw: Draw) -> Result<HostTensor> {
+        fold(&self.clip_encoder, x, n.into(), noise, draw).await
     }
 
     /// `fold_claps(x, N)`: as [`Manifold::fold_clips`] with the CLAP encoder.
     /// x: [.., clap_dim] -> [.., manifold_dim]
-    pub async fn fold_claps(&self, x: &Tensor, n: usize, noise: &mut dyn Noise, draw: Draw) -> Result<HostTensor> {
-        fold(&self.clap_encoder, x, n, noise, draw).await
+    pub async fn fold_claps(&self, x: &Tensor, n: impl Into<VarSamples>, noise: &mut dyn Noise, draw: Draw) -> Result<HostTensor> {
+        fold(&self.clap_encoder, x, n.into(), noise, draw).await
     }
 }
 
 /// Average of N samples of a variational encoder's output, on the host.
-pub(crate) async fn fold(enc: &VariationalMlp, x: &Tensor, n: usize, noise: &mut dyn Noise, draw: Draw) -> Result<HostTensor> {
+pub(crate) async fn fold(enc: &VariationalMlp, x: &Tensor, n: VarSamples, noise: &mut dyn Noise, draw: Draw) -> Result<HostTensor> {
     let (mu, lv) = enc.forward(x, None)?;
     let mu = mu.to_host().await?;
     let lv = lv.to_host().await?;

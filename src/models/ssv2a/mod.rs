@@ -47,7 +47,7 @@ pub use generator::Generator;
 pub use manifold::Manifold;
 pub use mlp::MlpSpec;
 pub use remixer::Remixer;
-pub use sampling::{Draw, DrawKind, Noise};
+pub use sampling::{Draw, DrawKind, Noise, VarSamples};
 
 /// Pack kind of `ssv2a.pth` packs.
 pub const KIND: &str = "ssv2a";
