@@ -19,6 +19,15 @@
 //!
 //! Deviation: SSV2A on CUDA runs CLIP in fp16 (`clip.load` keeps fp16 weights there); here the
 //! weights are fp16 (f16 pack) or f32 and the arithmetic is f32.
+//!
+//! Preprocessing ([`ClipImage`], [`ClipVision::embed_images`]): OpenAI's `_transform(224)` as
+//! PIL ≤ 12 computes it, bit for bit against Pillow 11.3 on the test images: bicubic resize of
+//! the short side (RGBA premultiplied, palette and 1-bit images NEAREST, as PIL forces for
+//! modes "P" and "1"), centre crop with Python's rounding, `convert("RGB")`, then
+//! `(x/255 − mean)/std` in f32. What still differs from PIL is decoding (see
+//! [`crate::imageio`]): JPEG decoders differ by a few levels (zune-jpeg vs libjpeg-turbo:
+//! measured ≤ 4/255 on `photo_203x200.jpg`), and CMYK JPEGs are converted to RGB before the
+//! resize instead of after it.
 
 use serde::{Deserialize, Serialize};
 

@@ -250,8 +250,8 @@ impl Aggregator {
         let c = &self.config;
         let e = c.emb_dim;
         let [b, l, e_in] = claps.dims("aggregator")?;
-        if e_in != e || l + 2 > c.resolution {
-            return Err(Error::shape("aggregator", format!("[B, L ≤ {}, {e}]", c.resolution - 2), claps.shape()));
+        if e_in != e || l == 0 || b == 0 || l + 2 > c.resolution {
+            return Err(Error::shape("aggregator", format!("[B ≥ 1, 1 ≤ L ≤ {}, {e}]", c.resolution - 2), claps.shape()));
         }
         let gpu = claps.gpu();
         let t = l + 2;

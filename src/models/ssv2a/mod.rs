@@ -9,7 +9,8 @@
 //! - [`aggregator`]: temporal aggregation (`aggregator.py`), with the official train-mode
 //!   dropout as an explicit option;
 //! - [`cycle_mix`]: `Pipeline.cycle_mix` (`pipeline.py:107-155`);
-//! - [`sampling`]: the variational "average of N samples" and injectable noise.
+//! - [`sampling`]: the variational "average of N samples" and injectable noise, plus an
+//!   opt-in collapsed draw with the same distribution ([`VarSamples`]).
 //!
 //! Weights: `ssv2a convert --kind ssv2a` turns the official `ssv2a.pth` (a dict with
 //! `manifold_state`, `generator_state`, `remixer_state`) plus `ssv2a.json` into one pack
