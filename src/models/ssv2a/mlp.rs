@@ -220,11 +220,7 @@ impl VariationalMlp {
         }
         let h = self.in_linear.forward(x)?;
         record(&mut trace, "model.0".into(), &h);
-        let mut sub = vec![];
-        let h = self.mlp.forward(&h, trace.is_some().then_some(&mut sub))?;
-        if let Some(t) = trace.as_deref_mut() {
-            t.extend(sub.into_iter().map(|(n, v)| (format!("model.1.{n}"), v)));
-        }
+        let h = super::sub_trace(&mut trace, "model.1", |tr| self.mlp.forward(&h, tr))?;
         Ok((self.out_mu.forward(&h)?, self.out_sigma.forward(&h)?))
     }
 }
