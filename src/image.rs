@@ -107,6 +107,40 @@ impl RgbImage {
         Ok(RgbImage { width, height, data: cv2_resize_linear(&self.data, 3, self.width, self.height, width, height) })
     }
 
+    /// Pillow's `Image.resize(size, NEAREST)`, which PIL also uses for palette ("P") and
+    /// 1-bit ("1") images whatever filter is asked: output pixel x takes source column
+    /// `int(x0)` with `x0` stepping from `0.5·w/ow` by `w/ow` in f64 (accumulated, as
+    /// `ImagingScaleAffine` does), likewise for rows; the same size is a plain copy.
+    pub fn resize_nearest_pil(&self, width: usize, height: usize) -> Result<RgbImage> {
+        check_size("resize", width, height, width * height * 3, 3)?;
+        if width == self.width && height == self.height {
+            return Ok(self.clone());
+        }
+        let taps = |in_size: usize, out_size: usize| -> Vec<Option<usize>> {
+            let a = in_size as f64 / out_size as f64;
+            let mut o = a * 0.5;
+            (0..out_size)
+                .map(|_| {
+                    let i = if o < 0.0 { -1 } else { o as i64 };
+                    o += a;
+                    (i >= 0 && (i as usize) < in_size).then_some(i as usize)
+                })
+                .collect()
+        };
+        let (xs, ys) = (taps(self.width, width), taps(self.height, height));
+        let mut data = vec![0u8; width * height * 3];
+        for (y, sy) in ys.iter().enumerate() {
+            let Some(sy) = sy else { continue };
+            for (x, sx) in xs.iter().enumerate() {
+                if let Some(sx) = sx {
+                    let s = (sy * self.width + sx) * 3;
+                    data[(y * width + x) * 3..(y * width + x) * 3 + 3].copy_from_slice(&self.data[s..s + 3]);
+                }
+            }
+        }
+        Ok(RgbImage { width, height, data })
+    }
+
     /// Flip left-right.
     pub fn flip_lr(&self) -> RgbImage {
         let mut data = Vec::with_capacity(self.data.len());
@@ -384,6 +418,15 @@ pub fn clip_preprocess_rgba(img: &RgbaImage, n_px: usize) -> Result<Vec<f32>> {
     let (w, h) = shorter_side_size(img.width, img.height, n_px);
     let r = img.resize_bicubic(w, h)?;
     center_crop_normalize(&RgbImage::from_rgba_drop_alpha(&r), n_px)
+}
+
+/// CLIP preprocessing of a palette ("P") or 1-bit image as PIL runs it: `Resize` is forced to
+/// NEAREST for those modes, then the palette colours are looked up (`convert("RGB")`). Since
+/// the lookup commutes with picking pixels, this takes the image already expanded to RGB.
+pub fn clip_preprocess_nearest(img: &RgbImage, n_px: usize) -> Result<Vec<f32>> {
+    let (w, h) = shorter_side_size(img.width, img.height, n_px);
+    let r = img.resize_nearest_pil(w, h)?;
+    center_crop_normalize(&r, n_px)
 }
 
 fn center_crop_normalize(r: &RgbImage, n: usize) -> Result<Vec<f32>> {

@@ -1,16 +1,19 @@
 //! Decoding image files (native only; the browser decodes with its own APIs): PNG, JPEG and
 //! WebP through the `image` crate, with limits, into [`crate::image`] types.
 //!
-//! Conversions, and where they deliberately differ from PIL (what the official code uses):
+//! Conversions, and where they differ from PIL (what the official code uses):
 //! - RGBA / grey+alpha keep their alpha so CLIP preprocessing can resize premultiplied, as PIL
-//!   does for RGBA; grey becomes RGB by replication (PIL `convert("RGB")`).
-//! - 16-bit images are scaled to 8 bits (v >> 8). PIL opens 16-bit greyscale PNGs as mode
-//!   "I;16" and `convert("RGB")` clips values above 255, which saturates almost every pixel:
-//!   we treat that as a bug, not a behaviour to reproduce.
+//!   does for RGBA and LA; grey becomes RGB by replication (PIL `convert("RGB")`).
+//! - Palette PNGs (PIL mode "P") and 1-bit greyscale PNGs (mode "1") come back as
+//!   [`Decoded::Palette`], expanded to RGB (a palette's transparency is ignored, as
+//!   `convert("RGB")` ignores it): PIL resizes those modes with NEAREST whatever filter is
+//!   asked, and [`crate::models::clip::ClipImage::Palette`] does the same, so they match PIL.
+//! - 16-bit images keep the high byte of each sample (`v >> 8`), which is what PIL does when it
+//!   opens 16-bit RGB, RGBA and grey+alpha PNGs ("RGB;16B" raw modes). 16-bit greyscale is the
+//!   exception: PIL opens it as mode "I;16" and `convert("RGB")` clips values above 255, which
+//!   saturates almost every pixel; we treat that as a bug, not a behaviour to reproduce.
 //! - CMYK JPEGs are converted to RGB by the decoder before any resize; PIL would resize in
-//!   CMYK first (differences of a few levels at edges).
-//! - Palette PNGs are expanded to RGB; PIL would resize them with NEAREST (it refuses other
-//!   filters on "P" images), so such inputs can differ from the official preprocessing.
+//!   CMYK first and convert after (`cmyk2rgb`), which differs by a few levels at edges.
 
 use std::path::Path;
 
@@ -22,25 +25,28 @@ use crate::{Error, Result};
 pub enum Decoded {
     Rgb(RgbImage),
     Rgba(RgbaImage),
+    /// A palette or 1-bit image (PIL modes "P", "1") expanded to RGB; PIL resizes these with
+    /// NEAREST.
+    Palette(RgbImage),
 }
 
 impl Decoded {
     pub fn width(&self) -> usize {
         match self {
-            Decoded::Rgb(i) => i.width,
+            Decoded::Rgb(i) | Decoded::Palette(i) => i.width,
             Decoded::Rgba(i) => i.width,
         }
     }
     pub fn height(&self) -> usize {
         match self {
-            Decoded::Rgb(i) => i.height,
+            Decoded::Rgb(i) | Decoded::Palette(i) => i.height,
             Decoded::Rgba(i) => i.height,
         }
     }
     /// RGB with alpha dropped (PIL `convert("RGB")`).
     pub fn to_rgb(&self) -> RgbImage {
         match self {
-            Decoded::Rgb(i) => i.clone(),
+            Decoded::Rgb(i) | Decoded::Palette(i) => i.clone(),
             Decoded::Rgba(i) => RgbImage::from_rgba_drop_alpha(i),
         }
     }
@@ -67,17 +73,69 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
     if w == 0 || h == 0 {
         return Err(Error::Format(format!("{name}: empty image ({w}×{h})")));
     }
+    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(bytes) {
+        // The JPEG decoder fills missing data with grey instead of failing; PIL refuses such
+        // files ("image file is truncated"), and so do we.
+        return Err(Error::Format(format!("{name}: truncated JPEG (the data ends before the end-of-image marker)")));
+    }
     let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Format(format!("{name}: {e}")))?
         .decode()
         .map_err(|e| Error::Format(format!("{name}: cannot decode ({e})")))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
-    Ok(if img.color().has_alpha() {
-        Decoded::Rgba(RgbaImage::new(w, h, img.to_rgba8().into_raw())?)
+    use image::ColorType as C;
+    let sixteen = matches!(img.color(), C::L16 | C::La16 | C::Rgb16 | C::Rgba16);
+    // High byte of 16-bit samples (PIL's "RGB;16B" raw modes), not the crate's rounding.
+    let msb = |v: Vec<u16>| -> Vec<u8> { v.into_iter().map(|x| (x >> 8) as u8).collect() };
+    Ok(if png_palette_like(bytes) {
+        Decoded::Palette(RgbImage::new(w, h, img.to_rgb8().into_raw())?)
+    } else if img.color().has_alpha() {
+        let data = if sixteen { msb(img.to_rgba16().into_raw()) } else { img.to_rgba8().into_raw() };
+        Decoded::Rgba(RgbaImage::new(w, h, data)?)
     } else {
-        Decoded::Rgb(RgbImage::new(w, h, img.to_rgb8().into_raw())?)
+        let data = if sixteen { msb(img.to_rgb16().into_raw()) } else { img.to_rgb8().into_raw() };
+        Decoded::Rgb(RgbImage::new(w, h, data)?)
     })
+}
+
+/// Whether a JPEG's data reaches its end-of-image marker: walks the marker segments by their
+/// lengths and the entropy-coded data of each scan (where 0xFF is followed by a stuffed 0x00
+/// or a restart marker) until EOI.
+fn jpeg_is_complete(b: &[u8]) -> bool {
+    let mut i = 2;
+    let mut in_scan = false;
+    while i + 1 < b.len() {
+        if b[i] != 0xFF {
+            if !in_scan {
+                return false;
+            }
+            i += 1;
+            continue;
+        }
+        let m = b[i + 1];
+        match m {
+            0xD9 => return true,
+            0x00 | 0xD0..=0xD7 if in_scan => i += 2,
+            0xFF => i += 1,
+            0x01 | 0xD0..=0xD8 => i += 2,
+            _ => {
+                if i + 3 >= b.len() {
+                    return false;
+                }
+                let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+                in_scan = m == 0xDA;
+                i += 2 + len;
+            }
+        }
+    }
+    false
+}
+
+/// Whether `bytes` are a PNG that PIL opens in mode "P" (colour type 3) or "1" (1-bit grey):
+/// the IHDR chunk is always first, with bit depth at byte 24 and colour type at byte 25.
+fn png_palette_like(bytes: &[u8]) -> bool {
+    bytes.len() > 25 && bytes.starts_with(b"\x89PNG\r\n\x1a\n") && &bytes[12..16] == b"IHDR" && (bytes[25] == 3 || (bytes[25] == 0 && bytes[24] == 1))
 }
 
 /// Read and decode an image file.

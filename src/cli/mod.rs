@@ -1,6 +1,7 @@
 //! Subcommands of the `ssv2a` binary. File formats, progress output and argument parsing live
 //! here; model logic lives in the library.
 
+mod bench_ssv2a;
 mod convert;
 mod fetch;
 mod stage;
@@ -64,6 +65,9 @@ enum BenchWhat {
         #[arg(long, default_value_t = 2)]
         reps: usize,
     },
+    /// The CLIP ViT-L/14 vision tower (batch 1 and 17) and a full 65 × 64 Cycle Mix, with
+    /// random weights at the real sizes.
+    Ssv2a(bench_ssv2a::Args),
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -90,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Stage(a) => stage::run(a).await,
         Cmd::Bench { what: BenchWhat::Kernels { reps } } => bench_kernels(reps).await,
         Cmd::Bench { what: BenchWhat::Unet { batch, frames, dtype, reps } } => bench_unet(batch, frames, &dtype, reps).await,
+        Cmd::Bench { what: BenchWhat::Ssv2a(a) } => bench_ssv2a::run(a).await,
     }
 }
 

@@ -11,7 +11,8 @@ use ssv2a::{Gpu, Tensor, Weights};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// unet | vae | hifigan (more stages arrive with their models; see --help of the contract)
+    /// unet | vae | hifigan | clip-vision | manifold-clip | manifold-clap | generator | remixer |
+    /// aggregator (more stages arrive with their models; see ../shared/spec/interfaces.md)
     stage: String,
     #[arg(long)]
     weights: PathBuf,
@@ -103,8 +104,44 @@ fn prepare(a: &Args, gpu: &Gpu, w: &Weights) -> anyhow::Result<StageFn> {
                 Ok(vec![("eps".into(), unet.forward(&x, &t.data, &film, None)?)])
             })
         }
-        "clip-vision" | "clip-text" | "yolo" | "manifold-clip" | "manifold-clap" | "generator" | "remixer" | "aggregator"
-        | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
+        "clip-vision" => {
+            let model = ssv2a::models::clip::ClipVision::load(w)?;
+            Box::new(move |inputs: &Inputs| {
+                let px = Tensor::upload(&gpu, input(inputs, "pixels", &path)?)?;
+                Ok(vec![("image_embeds".into(), model.forward(&px, None)?)])
+            })
+        }
+        "manifold-clip" | "manifold-clap" | "generator" | "remixer" => {
+            let model = ssv2a::models::ssv2a::Ssv2a::load(w)?;
+            let stage = a.stage.clone();
+            Box::new(move |inputs: &Inputs| {
+                let (mu, logvar) = match stage.as_str() {
+                    "remixer" => {
+                        let src = Tensor::upload(&gpu, input(inputs, "src", &path)?)?;
+                        let clips = Tensor::upload(&gpu, input(inputs, "clips", &path)?)?;
+                        model.remixer.forward(&src, &clips, None)?
+                    }
+                    stage => {
+                        let x = Tensor::upload(&gpu, input(inputs, "x", &path)?)?;
+                        match stage {
+                            "manifold-clip" => model.manifold.encode_clips(&x, None)?,
+                            "manifold-clap" => model.manifold.encode_claps(&x, None)?,
+                            _ => model.generator.forward(&x, None)?,
+                        }
+                    }
+                };
+                Ok(vec![("mu".into(), mu), ("logvar".into(), logvar)])
+            })
+        }
+        "aggregator" => {
+            let model = ssv2a::models::ssv2a::Aggregator::load(w)?;
+            Box::new(move |inputs: &Inputs| {
+                let claps = Tensor::upload(&gpu, input(inputs, "claps", &path)?)?;
+                let (mu, logvar) = model.forward(&claps, None, None)?;
+                Ok(vec![("mu".into(), mu), ("logvar".into(), logvar)])
+            })
+        }
+        "clip-text" | "yolo" | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
         other => bail!("unknown stage `{other}`"),
     })
 }

@@ -16,7 +16,7 @@ use crate::{Error, Result};
 pub const KINDS: &[&str] = &["audioldm", "ssv2a", "aggregator", "clip", "yolo", "prior"];
 
 /// The kinds this build can convert.
-pub const IMPLEMENTED: &[&str] = &["audioldm"];
+pub const IMPLEMENTED: &[&str] = &["audioldm", "ssv2a", "aggregator", "clip"];
 
 /// Whether this build converts `kind`.
 pub fn is_implemented(kind: &str) -> bool {
@@ -89,6 +89,22 @@ pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
                 None => crate::models::audioldm::AudioLdmConfig::s_full_v2(),
             };
             (crate::models::audioldm::plan(&src, &cfg)?, src)
+        }
+        "ssv2a" => {
+            let src = CheckpointSource::new(&ckpt, "")?;
+            let Some(v) = &config else {
+                return Err(Error::Format("--kind ssv2a needs --config ssv2a.json (the released model's config)".into()));
+            };
+            (crate::models::ssv2a::plan(&src, &crate::models::ssv2a::Config::from_json(v)?)?, src)
+        }
+        "aggregator" => {
+            let src = CheckpointSource::new(&ckpt, "")?;
+            let cfg = crate::models::ssv2a::AggregatorConfig::from_source(&src, config.as_ref())?;
+            (crate::models::ssv2a::aggregator::plan(&src, &cfg)?, src)
+        }
+        "clip" => {
+            let src = CheckpointSource::new(&ckpt, "")?;
+            (crate::models::clip::plan(&src, config.as_ref())?, src)
         }
         // Only kinds listed in IMPLEMENTED get here.
         other => return Err(Error::Format(format!("conversion of kind `{other}` is listed as available but has no converter"))),

@@ -3,3 +3,5 @@
 
 pub mod audioldm;
 pub mod hifigan;
+pub mod clip;
+pub mod ssv2a;

@@ -3,17 +3,15 @@
   clip_vit_tiny                 clip.model.CLIP (OpenAI layout: visual.conv1.weight, ...,
                                 visual.transformer.resblocks.i.attn.in_proj_weight, text tower too),
                                 vision forward with per-block intermediates + text forward
-  clip_preprocess_<image>       OpenAI `_transform(224)` (torchvision Resize(224, BICUBIC) on the PIL
-                                image, CenterCrop(224), convert("RGB"), ToTensor, Normalize) of each
-                                test image in tests/fixtures/images/ (generated below)
+  tests/fixtures/images/*       the test images (generated below); their preprocessing golden is
+                                made by make_clip_preprocess.py under Pillow 11.3 (this script's
+                                venv has Pillow 13, whose resampler order differs, see that script)
 
 Run: /root/.venvs/ref/bin/python tests/reference/make_clip.py
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import math
 import sys
 from pathlib import Path
@@ -140,48 +138,6 @@ def make_images():
 
 # ------------------------------------------------------------------------------ fixtures
 
-def make_preprocess(images):
-    transform = clip.clip._transform(224)
-    for stem, (path, note) in images.items():
-        raw = path.read_bytes()
-        img = Image.open(io.BytesIO(raw))
-        mode, (w, h) = img.mode, img.size
-        # what torchvision's Resize(224) computes: short side 224, long side int(224 * long / short)
-        if w <= h:
-            rw, rh = 224, int(224 * h / w)
-        else:
-            rw, rh = int(224 * w / h), 224
-        top, left = int(round((rh - 224) / 2.0)), int(round((rw - 224) / 2.0))
-        fx = C.Fixture(f"clip_preprocess_{stem}", SCRIPT, VERSION, SEED,
-                       f"OpenAI CLIP preprocessing _transform(224) of tests/fixtures/images/{path.name} "
-                       f"({note}). Order: Resize(224, BICUBIC) on the image in its own mode (PIL "
-                       f"resample, antialiased, a=-0.5; RGBA premultiplied; P and 1 forced to NEAREST), "
-                       f"CenterCrop(224) with top/left = round((size-224)/2) (Python round: half to even), "
-                       f"convert('RGB'), /255, Normalize(mean, std).",
-                       {"n_px": 224, "mean": [0.48145466, 0.4578275, 0.40821073],
-                        "std": [0.26862954, 0.26130258, 0.27577711]}, LIBS,
-                       extra_meta={"image": f"images/{path.name}", "image_sha256": hashlib.sha256(raw).hexdigest(),
-                                   "image_mode": mode, "image_size_wh": [w, h]})
-        if path.suffix == ".jpg":
-            fx.input("decoded", torch.from_numpy(np.asarray(img.convert("RGB")).astype(np.float32)))
-        resized = img.resize((rw, rh), Image.Resampling.BICUBIC)
-        fx.intermediate("resized_hw", torch.tensor([float(rh), float(rw)]))
-        fx.intermediate("crop_top_left", torch.tensor([float(top), float(left)]))
-        x = transform(img)
-        # cross-check the hand-computed geometry against torchvision's result
-        ref = np.asarray(resized.crop((left, top, left + 224, top + 224)).convert("RGB"), dtype=np.float32) / 255.0
-        mean = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
-        std = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
-        assert np.abs((ref - mean) / std - x.permute(1, 2, 0).numpy()).max() < 1e-5
-        fx.output("pixels", x)
-        naive = transform(img.convert("RGB"))  # what "decode to RGB, then resize" would give
-        dn = (naive - x).abs().max().item()
-        fx.set_meta("max_abs_diff_if_converted_to_rgb_before_resize", f"{dn:.4f}")
-        print(f"  {stem}: {mode} {w}x{h} -> {rw}x{rh}, crop top {top} left {left}; "
-              f"convert-to-RGB-first would differ by up to {dn:.3f} (normalised units)")
-        fx.write()
-
-
 def tiny_clip(gen):
     model = CLIP(**CLIP_CFG)
     model.visual = VisionTransformer(input_resolution=CLIP_CFG["image_resolution"],
@@ -282,8 +238,8 @@ def main():
         print(f"  wrote {p.relative_to(C.REPO)}: {p.stat().st_size:,} bytes")
     print("clip_vit_tiny")
     make_clip_model(images, gen)
-    print("clip_preprocess_*")
-    make_preprocess(images)
+    print("next: /root/.venvs/pil11/bin/python tests/reference/make_clip_preprocess.py (Pillow 11.3), "
+          "/root/.venvs/ref/bin/python tests/reference/make_clip_ckpt.py")
 
 
 if __name__ == "__main__":

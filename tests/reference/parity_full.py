@@ -304,7 +304,7 @@ def clip_real(r, gen):
     pk = packs(r, "clip", ckpt)
     t = clip.clip._transform(224)
     img = t(Image.open(C.FIXTURES / "images" / "rgb_640x427.png"))
-    for b in (1, 17):
+    for b in r.a.clip_batches:
         x = torch.stack([img] + [torch.randn(3, 224, 224, generator=gen) for _ in range(b - 1)])
         with torch.no_grad():
             ref = model.encode_image(x)
@@ -422,6 +422,8 @@ def main():
     ap.add_argument("--dtypes", default="f32,f16")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds (latent T = int(25.6 * duration))")
     ap.add_argument("--repeat", type=int, default=3, help="PyTorch timing runs (median)")
+    ap.add_argument("--clip-batches", type=lambda v: [int(x) for x in v.split(",")], default=[1, 17],
+                    help="CLIP batch sizes (default 1,17)")
     ap.add_argument("--clip-format", choices=["openai", "hf"], default="openai",
                     help="openai: torch.save(state_dict) in the clip package layout; hf: model.safetensors")
     ap.add_argument("--reference-only", action="store_true", help="no ssv2a calls: build, save, time PyTorch")
