@@ -2,4 +2,6 @@
 //! `load(&Weights)` and `forward`, and its converter rules.
 
 pub mod audioldm;
+pub mod detect;
 pub mod hifigan;
+pub mod yolo;
