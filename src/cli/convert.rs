@@ -10,7 +10,8 @@ use ssv2a::convert::{pack_writer, Checkpoint};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model family: audioldm (UNet, VAE decoder, HiFi-GAN); more kinds arrive with their models.
+    /// Model family: audioldm (UNet, VAE decoder, HiFi-GAN), yolo (ultralytics YOLOv8 .pt or
+    /// state dict; --config: the model yaml as JSON, optional); more kinds arrive with their models.
     #[arg(long)]
     kind: String,
     /// The official checkpoint (torch.save zip / legacy file, or safetensors).
@@ -52,7 +53,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             };
             (ssv2a::models::audioldm::plan(&src, &cfg)?, src)
         }
-        "ssv2a" | "aggregator" | "clip" | "yolo" | "prior" => {
+        "yolo" => {
+            let (src, cfg) = ssv2a::models::yolo::from_checkpoint(&ckpt, config.as_ref())?;
+            (ssv2a::models::yolo::plan(&src, &cfg)?, src)
+        }
+        "ssv2a" | "aggregator" | "clip" | "prior" => {
             bail!("--kind {} is not implemented yet in this version of ssv2a", a.kind)
         }
         other => bail!("unknown --kind `{other}` (audioldm, ssv2a, aggregator, clip, yolo, prior)"),

@@ -2,6 +2,7 @@
 //! here; model logic lives in the library.
 
 mod convert;
+mod detect;
 mod stage;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Cmd {
     Convert(convert::Args),
     /// Run one model stage on tensors from a safetensors file (for parity checks).
     Stage(stage::Args),
+    /// Find the sound sources in images (YOLOv8 as SSV2A runs it) and print them.
+    Detect(detect::Args),
     /// Benchmarks on the current adapter, as ratios against a baseline run in the same process.
     Bench {
         #[command(subcommand)]
@@ -65,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Convert(a) => convert::run(a),
         Cmd::Stage(a) => stage::run(a).await,
+        Cmd::Detect(a) => detect::run(a).await,
         Cmd::Bench { what: BenchWhat::Kernels { reps } } => bench_kernels(reps).await,
     }
 }

@@ -11,7 +11,7 @@ use ssv2a::{Gpu, Tensor, Weights};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// vae | hifigan (more stages arrive with their models; see --help of the contract)
+    /// vae | hifigan | yolo (more stages arrive with their models; see --help of the contract)
     stage: String,
     #[arg(long)]
     weights: PathBuf,
@@ -54,7 +54,12 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             let mel = Tensor::upload(&gpu, input(&inputs, "mel", &a.input)?)?;
             outputs.push(("waveform".into(), dec.mel_to_waveform(&mel, None)?));
         }
-        "unet" | "clip-vision" | "clip-text" | "yolo" | "manifold-clip" | "manifold-clap" | "generator" | "remixer" | "aggregator"
+        "yolo" => {
+            let model = ssv2a::models::yolo::Yolo::from_pack(&w)?;
+            let pixels = Tensor::upload(&gpu, input(&inputs, "pixels", &a.input)?)?;
+            outputs.push(("raw".into(), model.forward(&pixels, None)?));
+        }
+        "unet" | "clip-vision" | "clip-text" | "manifold-clip" | "manifold-clap" | "generator" | "remixer" | "aggregator"
         | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
         other => bail!("unknown stage `{other}`"),
     }
