@@ -361,3 +361,42 @@ fn bad_arguments_are_errors() {
         Ok(())
     });
 }
+
+/// Full-size parity, stage by stage (not in CI): `YOLO_FULL_PACK` = a pack converted from
+/// `parity_full.py`'s random yolov8x-oiv7 `.pt`, `YOLO_FULL_REF` = a safetensors with `in.pixels`,
+/// `inter.model.{i}`, `inter.model.22.{level0..2,dfl}` and `out.raw` of the fused PyTorch
+/// model. Prints max error relative to the largest reference value and the SNR of each stage.
+#[test]
+#[ignore]
+fn full_size_parity_by_stage() {
+    let (Ok(pack), Ok(reference)) = (std::env::var("YOLO_FULL_PACK"), std::env::var("YOLO_FULL_REF")) else {
+        eprintln!("SKIP: set YOLO_FULL_PACK and YOLO_FULL_REF");
+        return;
+    };
+    run(|gpu| async move {
+        let bytes = std::fs::read(&reference).map_err(|x| x.to_string())?;
+        let (start, infos, _) = ssv2a::weights::parse_header(&bytes, &reference).map_err(e)?;
+        let get = |k: &str| -> Result<HostTensor, String> {
+            let info = infos.get(k).ok_or(format!("{reference}: no {k}"))?;
+            let (a, b) = info.data_offsets;
+            Ok(HostTensor { shape: info.shape.clone(), data: ssv2a::weights::decode_f32(info.dtype, &bytes[start + a..start + b], k).map_err(e)? })
+        };
+        let model = Yolo::from_pack(&Weights::from_file(&gpu, &pack).map_err(e)?).map_err(e)?;
+        let x = Tensor::upload(&gpu, &get("in.pixels")?).map_err(e)?;
+        let mut trace = vec![];
+        let raw = model.forward(&x, Some(&mut trace)).map_err(e)?;
+        for (name, t) in &trace {
+            let Ok(want) = get(&format!("inter.{name}")) else { continue };
+            let (rel, snr) = common::golden::error_stats(&t.to_vec().await.map_err(e)?, &want.data);
+            eprintln!("{name:<16} {:?}: max err / max|ref| {rel:.3e}, SNR {snr:.1} dB", want.shape);
+        }
+        let got = raw.to_vec().await.map_err(e)?;
+        let want = get("out.raw")?;
+        let a = want.shape[2];
+        let (rel, snr) = common::golden::error_stats(&got, &want.data);
+        let (brel, _) = common::golden::error_stats(&got[..4 * a], &want.data[..4 * a]);
+        let (srel, _) = common::golden::error_stats(&got[4 * a..], &want.data[4 * a..]);
+        eprintln!("raw: max err / max|ref| {rel:.3e} (boxes {brel:.3e}, scores {srel:.3e}), SNR {snr:.1} dB");
+        Ok(())
+    });
+}

@@ -113,3 +113,61 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `ssv2a bench yolo`: forward time of a YOLO pack at size×size on random pixels, without and
+/// with TTA (readback included, as `detect` runs it), after one warm-up run that compiles the
+/// pipelines.
+/// Without a pack, random yolov8x-oiv7 weights (f16) are generated.
+pub async fn bench(weights: Option<&std::path::Path>, size: usize, reps: usize) -> anyhow::Result<()> {
+    use ssv2a::tensor::HostTensor;
+    let now = std::time::Instant::now;
+    let t0 = now();
+    let gpu = Gpu::new().await?;
+    let info = gpu.info();
+    println!("adapter: {} ({:?})", info.name, info.backend);
+    let (w, what) = match weights {
+        Some(p) => (Weights::from_file(&gpu, p)?, p.display().to_string()),
+        None => {
+            let cfg = ssv2a::models::yolo::Config::x_oiv7();
+            (Weights::from_bytes(&gpu, ssv2a::models::yolo::random_pack(&cfg, 1, true)?, "random")?, "random yolov8x-oiv7 (f16)".into())
+        }
+    };
+    let det = Detector::load(&w)?;
+    let c = &det.model.config;
+    println!(
+        "pack {}: depth {} width {} nc {}; init + load {:.2} s",
+        what,
+        c.depth_multiple,
+        c.width_multiple,
+        c.nc,
+        now().duration_since(t0).as_secs_f64()
+    );
+    if size == 0 || size % 32 != 0 {
+        bail!("--size must be a positive multiple of 32");
+    }
+    let x = HostTensor::new(vec![1, 3, size, size], ssv2a::rng::Rng::new(7).uniforms(3 * size * size, 0.0, 1.0))?;
+    let t = now();
+    let y = det.raw(&gpu, &x).await?;
+    println!("warm-up (pipeline compile + run) {:.2} s, output {:?}", now().duration_since(t).as_secs_f64(), y.shape);
+    let mut plain = vec![];
+    for _ in 0..reps.max(1) {
+        let t = now();
+        det.raw(&gpu, &x).await?;
+        plain.push(now().duration_since(t).as_secs_f64());
+    }
+    let t = now();
+    det.raw_augmented(&gpu, &x).await?;
+    let tta_warm = now().duration_since(t).as_secs_f64();
+    let mut tta = vec![];
+    for _ in 0..reps.max(1) {
+        let t = now();
+        det.raw_augmented(&gpu, &x).await?;
+        tta.push(now().duration_since(t).as_secs_f64());
+    }
+    let stat = |v: &[f64]| (v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().sum::<f64>() / v.len() as f64);
+    let (pb, pm) = stat(&plain);
+    let (tb, tm) = stat(&tta);
+    println!("yolo {size}x{size} no TTA: best {pb:.3} s, mean {pm:.3} s over {} runs", plain.len());
+    println!("yolo {size}x{size} TTA (3 passes): best {tb:.3} s, mean {tm:.3} s over {} runs (first TTA run incl. compiles for new sizes: {tta_warm:.3} s)", tta.len());
+    Ok(())
+}

@@ -46,6 +46,18 @@ enum BenchWhat {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// YOLO forward time without and with TTA on random pixels.
+    Yolo {
+        /// A yolo pack (default: random yolov8x-oiv7 weights generated in memory).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// Input side (pixels, a multiple of 32).
+        #[arg(long, default_value_t = 640)]
+        size: usize,
+        /// Timed runs of each (after one warm-up run).
+        #[arg(long, default_value_t = 2)]
+        reps: usize,
+    },
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -70,6 +82,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Stage(a) => stage::run(a).await,
         Cmd::Detect(a) => detect::run(a).await,
         Cmd::Bench { what: BenchWhat::Kernels { reps } } => bench_kernels(reps).await,
+        Cmd::Bench { what: BenchWhat::Yolo { weights, size, reps } } => detect::bench(weights.as_deref(), size, reps).await,
     }
 }
 

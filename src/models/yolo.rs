@@ -767,3 +767,23 @@ pub fn from_checkpoint<'a>(
     cfg.validate()?;
     Ok((src, cfg))
 }
+
+/// A pack with seeded random weights for `cfg` (benchmarks and smoke tests without a
+/// checkpoint): every conv weight uniform in ±√(3/fan_in) (unit variance through each layer),
+/// biases uniform in ±0.1, the DFL weight 0…15.
+pub fn random_pack(cfg: &Config, seed: u64, f16: bool) -> Result<Vec<u8>> {
+    use crate::weights::{pack_metadata, serialize_pack, PackTensor};
+    cfg.validate()?;
+    let mut rng = crate::rng::Rng::new(seed);
+    let mut out = vec![];
+    for (path, cin, cout, k, bn) in conv_list(cfg) {
+        let (w, b) = if bn { (format!("{path}.conv.weight"), format!("{path}.conv.bias")) } else { (format!("{path}.weight"), format!("{path}.bias")) };
+        let a = (3.0 / (cin * k * k) as f32).sqrt();
+        out.push(PackTensor::encode(w, vec![cout, cin, k, k], &rng.uniforms(cout * cin * k * k, -a, a), f16));
+        out.push(PackTensor::f32(b, vec![cout], &rng.uniforms(cout, -0.1, 0.1)));
+    }
+    let dfl: Vec<f32> = (0..REG_MAX).map(|i| i as f32).collect();
+    out.push(PackTensor::encode("model.22.dfl.conv.weight", vec![1, REG_MAX, 1, 1], &dfl, f16));
+    let json = serde_json::to_string(cfg).map_err(|e| Error::Format(e.to_string()))?;
+    serialize_pack(&out, &pack_metadata(KIND, &json, if f16 { "f16" } else { "f32" }))
+}
