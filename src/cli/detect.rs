@@ -149,6 +149,11 @@ pub async fn bench(weights: Option<&std::path::Path>, size: usize, reps: usize) 
     let t = now();
     let y = det.raw(&gpu, &x).await?;
     println!("warm-up (pipeline compile + run) {:.2} s, output {:?}", now().duration_since(t).as_secs_f64(), y.shape);
+    let xt = ssv2a::Tensor::upload(&gpu, &x)?;
+    let prof = det.model.profile(&xt, ssv2a::bench::native_now).await?;
+    let total: f64 = prof.iter().map(|p| p.1).sum();
+    let line: Vec<String> = prof.iter().map(|(n, t)| format!("{}:{:.0}", n.trim_start_matches("model."), t * 1e3)).collect();
+    println!("per layer (ms, GPU synced after each; sum {:.3} s): {}", total, line.join(" "));
     let mut plain = vec![];
     for _ in 0..reps.max(1) {
         let t = now();

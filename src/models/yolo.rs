@@ -531,42 +531,70 @@ impl Yolo {
 
     /// pixels: [b, 3, h, w] (RGB in [0, 1], h and w multiples of 32) -> [b, 4 + nc, A]
     pub fn forward(&self, x: &Tensor, mut trace: Option<&mut Trace>) -> Result<Tensor> {
+        Self::check_input(x)?;
+        let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(self.layers.len());
+        let mut cur = x.clone();
+        for i in 0..self.layers.len() {
+            cur = self.layer(i, &cur, &mut outs, trace.as_deref_mut())?;
+        }
+        Ok(cur)
+    }
+
+    /// Like [`Yolo::forward`], waiting for the GPU after every layer: seconds per layer
+    /// (`model.{i}`) by the caller's clock, for benchmarks.
+    pub async fn profile(&self, x: &Tensor, now: fn() -> f64) -> Result<Vec<(String, f64)>> {
+        Self::check_input(x)?;
+        let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(self.layers.len());
+        let mut cur = x.clone();
+        let mut times = vec![];
+        x.gpu().sync().await?;
+        for i in 0..self.layers.len() {
+            let t0 = now();
+            cur = self.layer(i, &cur, &mut outs, None)?;
+            x.gpu().sync().await?;
+            times.push((format!("model.{i}"), now() - t0));
+        }
+        Ok(times)
+    }
+
+    fn check_input(x: &Tensor) -> Result<()> {
         let [_, c, h, w] = x.dims("yolo")?;
         if c != 3 || h == 0 || w == 0 || h % 32 != 0 || w % 32 != 0 {
             return Err(Error::shape("yolo", "[b, 3, h, w] with h and w positive multiples of 32", x.shape()));
         }
-        let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(self.layers.len());
-        let mut cur = x.clone();
-        for (i, (from, layer)) in self.layers.iter().enumerate() {
-            let input = |f: i64| -> Result<Tensor> {
-                if f < 0 {
-                    Ok(cur.clone())
-                } else {
-                    outs[f as usize].clone().ok_or_else(|| Error::arg("yolo", format!("layer {i} needs layer {f}'s output")))
-                }
-            };
-            let y = match layer {
-                Layer::Conv(m) => m.forward(&cur)?,
-                Layer::C2f(m) => m.forward(&cur)?,
-                Layer::Sppf(m) => m.forward(&cur)?,
-                Layer::Upsample => cur.upsample_nearest(&[2, 2])?,
-                Layer::Concat => {
-                    let parts = from.iter().map(|&f| input(f)).collect::<Result<Vec<_>>>()?;
-                    let refs: Vec<&Tensor> = parts.iter().collect();
-                    Tensor::concat(&refs, 1)?
-                }
-                Layer::Detect(m) => {
-                    let feats = from.iter().map(|&f| input(f)).collect::<Result<Vec<_>>>()?;
-                    m.forward(&feats, trace.as_deref_mut())?
-                }
-            };
-            if let Some(t) = trace.as_deref_mut() {
-                t.push((format!("model.{i}"), y.clone()));
+        Ok(())
+    }
+
+    /// Layer i on the previous output `cur`; `outs` holds the earlier outputs later layers use.
+    fn layer(&self, i: usize, cur: &Tensor, outs: &mut Vec<Option<Tensor>>, mut trace: Option<&mut Trace>) -> Result<Tensor> {
+        let (from, layer) = &self.layers[i];
+        let input = |f: i64| -> Result<Tensor> {
+            if f < 0 {
+                Ok(cur.clone())
+            } else {
+                outs[f as usize].clone().ok_or_else(|| Error::arg("yolo", format!("layer {i} needs layer {f}'s output")))
             }
-            outs.push(if self.saved[i] { Some(y.clone()) } else { None });
-            cur = y;
+        };
+        let y = match layer {
+            Layer::Conv(m) => m.forward(cur)?,
+            Layer::C2f(m) => m.forward(cur)?,
+            Layer::Sppf(m) => m.forward(cur)?,
+            Layer::Upsample => cur.upsample_nearest(&[2, 2])?,
+            Layer::Concat => {
+                let parts = from.iter().map(|&f| input(f)).collect::<Result<Vec<_>>>()?;
+                let refs: Vec<&Tensor> = parts.iter().collect();
+                Tensor::concat(&refs, 1)?
+            }
+            Layer::Detect(m) => {
+                let feats = from.iter().map(|&f| input(f)).collect::<Result<Vec<_>>>()?;
+                m.forward(&feats, trace.as_deref_mut())?
+            }
+        };
+        if let Some(t) = trace.as_deref_mut() {
+            t.push((format!("model.{i}"), y.clone()));
         }
-        Ok(cur)
+        outs.push(if self.saved[i] { Some(y.clone()) } else { None });
+        Ok(y)
     }
 }
 
