@@ -400,3 +400,27 @@ fn full_size_parity_by_stage() {
         Ok(())
     });
 }
+
+#[test]
+fn random_pack_loads_and_its_scale_is_inferred() {
+    run(|gpu| async move {
+        let cfg = Config::n(7);
+        let bytes = yolo::random_pack(&cfg, 3, true).map_err(e)?;
+        // The scale of a state dict without a yaml comes from its shapes.
+        let (start, infos, _) = ssv2a::weights::parse_header(&bytes, "random").map_err(e)?;
+        let mut tensors = std::collections::BTreeMap::new();
+        for (k, info) in &infos {
+            let (a, b) = info.data_offsets;
+            let data = ssv2a::weights::decode_f32(info.dtype, &bytes[start + a..start + b], k).map_err(e)?;
+            tensors.insert(k.clone(), HostTensor { shape: info.shape.clone(), data });
+        }
+        let src = ssv2a::convert::plan::MemSource { name: "random".into(), tensors };
+        let inferred = yolo::infer_config(&src).map_err(e)?;
+        assert_eq!((inferred.width_multiple, inferred.depth_multiple, inferred.nc), (0.25, 0.33, 7));
+        let model = Yolo::from_pack(&Weights::from_bytes(&gpu, bytes, "random").map_err(e)?).map_err(e)?;
+        let y = model.forward(&Tensor::zeros(&gpu, [2, 3, 64, 96]).map_err(e)?, None).map_err(e)?;
+        assert_eq!(y.shape(), &[2, 11, yolo::num_anchors(64, 96)]);
+        assert_eq!(yolo::num_anchors(640, 640), 8400);
+        Ok(())
+    });
+}

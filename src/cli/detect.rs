@@ -114,13 +114,28 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat
+/// (Linux; None elsewhere). On lavapipe the "GPU" work runs on the process's own threads, so
+/// this measures the work done independently of how loaded a shared machine is.
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the command name; clock ticks
+    // of 1/100 s (USER_HZ on every Linux configuration in practice).
+    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+}
+
 /// `ssv2a bench yolo`: forward time of a YOLO pack at size×size on random pixels, without and
 /// with TTA (readback included, as `detect` runs it), after one warm-up run that compiles the
-/// pipelines.
-/// Without a pack, random yolov8x-oiv7 weights (f16) are generated.
-pub async fn bench(weights: Option<&std::path::Path>, size: usize, reps: usize) -> anyhow::Result<()> {
+/// pipelines; wall time and process CPU time per run. Without a pack, random yolov8x-oiv7
+/// weights (f16) are generated.
+pub async fn bench(weights: Option<&std::path::Path>, size: usize, reps: usize, profile: bool) -> anyhow::Result<()> {
     use ssv2a::tensor::HostTensor;
     let now = std::time::Instant::now;
+    if size == 0 || size % 32 != 0 {
+        bail!("--size must be a positive multiple of 32");
+    }
     let t0 = now();
     let gpu = Gpu::new().await?;
     let info = gpu.info();
@@ -134,45 +149,40 @@ pub async fn bench(weights: Option<&std::path::Path>, size: usize, reps: usize) 
     };
     let det = Detector::load(&w)?;
     let c = &det.model.config;
-    println!(
-        "pack {}: depth {} width {} nc {}; init + load {:.2} s",
-        what,
-        c.depth_multiple,
-        c.width_multiple,
-        c.nc,
-        now().duration_since(t0).as_secs_f64()
-    );
-    if size == 0 || size % 32 != 0 {
-        bail!("--size must be a positive multiple of 32");
-    }
+    println!("pack {what}: depth {} width {} nc {}; init + load {:.2} s", c.depth_multiple, c.width_multiple, c.nc, now().duration_since(t0).as_secs_f64());
     let x = HostTensor::new(vec![1, 3, size, size], ssv2a::rng::Rng::new(7).uniforms(3 * size * size, 0.0, 1.0))?;
-    let t = now();
-    let y = det.raw(&gpu, &x).await?;
-    println!("warm-up (pipeline compile + run) {:.2} s, output {:?}", now().duration_since(t).as_secs_f64(), y.shape);
-    let xt = ssv2a::Tensor::upload(&gpu, &x)?;
-    let prof = det.model.profile(&xt, ssv2a::bench::native_now).await?;
-    let total: f64 = prof.iter().map(|p| p.1).sum();
-    let line: Vec<String> = prof.iter().map(|(n, t)| format!("{}:{:.0}", n.trim_start_matches("model."), t * 1e3)).collect();
-    println!("per layer (ms, GPU synced after each; sum {:.3} s): {}", total, line.join(" "));
+    // (wall s, cpu s) of one call.
+    async fn timed<F: std::future::Future<Output = ssv2a::Result<HostTensor>>>(f: F) -> anyhow::Result<(f64, f64)> {
+        let (t, c) = (std::time::Instant::now(), cpu_seconds());
+        f.await?;
+        Ok((t.elapsed().as_secs_f64(), cpu_seconds().zip(c).map(|(a, b)| a - b).unwrap_or(f64::NAN)))
+    }
+    let (wu, wc) = timed(det.raw(&gpu, &x)).await?;
+    println!("warm-up (pipeline compile + run): {wu:.2} s wall, {wc:.2} s CPU");
+    if profile {
+        let xt = ssv2a::Tensor::upload(&gpu, &x)?;
+        let prof = det.model.profile(&xt, ssv2a::bench::native_now).await?;
+        let total: f64 = prof.iter().map(|p| p.1).sum();
+        let line: Vec<String> = prof.iter().map(|(n, t)| format!("{}:{:.0}", n.trim_start_matches("model."), t * 1e3)).collect();
+        println!("per layer (ms wall, GPU synced after each; sum {total:.2} s): {}", line.join(" "));
+    }
     let mut plain = vec![];
     for _ in 0..reps.max(1) {
-        let t = now();
-        det.raw(&gpu, &x).await?;
-        plain.push(now().duration_since(t).as_secs_f64());
+        plain.push(timed(det.raw(&gpu, &x)).await?);
     }
-    let t = now();
-    det.raw_augmented(&gpu, &x).await?;
-    let tta_warm = now().duration_since(t).as_secs_f64();
+    let (tu, tc) = timed(det.raw_augmented(&gpu, &x)).await?;
+    println!("TTA warm-up (compiles for the scaled sizes): {tu:.2} s wall, {tc:.2} s CPU");
     let mut tta = vec![];
     for _ in 0..reps.max(1) {
-        let t = now();
-        det.raw_augmented(&gpu, &x).await?;
-        tta.push(now().duration_since(t).as_secs_f64());
+        tta.push(timed(det.raw_augmented(&gpu, &x)).await?);
     }
-    let stat = |v: &[f64]| (v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().sum::<f64>() / v.len() as f64);
-    let (pb, pm) = stat(&plain);
-    let (tb, tm) = stat(&tta);
-    println!("yolo {size}x{size} no TTA: best {pb:.3} s, mean {pm:.3} s over {} runs", plain.len());
-    println!("yolo {size}x{size} TTA (3 passes): best {tb:.3} s, mean {tm:.3} s over {} runs (first TTA run incl. compiles for new sizes: {tta_warm:.3} s)", tta.len());
+    let report = |name: &str, v: &[(f64, f64)]| {
+        let best = v.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+        let cpu = v.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let runs: Vec<String> = v.iter().map(|(w, c)| format!("{w:.2}/{c:.2}")).collect();
+        println!("yolo {size}x{size} {name}: best {best:.3} s wall, {cpu:.2} s CPU (runs wall/CPU s: {})", runs.join(", "));
+    };
+    report("no TTA", &plain);
+    report("TTA (3 passes)", &tta);
     Ok(())
 }

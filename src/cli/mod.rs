@@ -57,6 +57,9 @@ enum BenchWhat {
         /// Timed runs of each (after one warm-up run).
         #[arg(long, default_value_t = 2)]
         reps: usize,
+        /// Also time every layer (GPU synced after each).
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -82,7 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Stage(a) => stage::run(a).await,
         Cmd::Detect(a) => detect::run(a).await,
         Cmd::Bench { what: BenchWhat::Kernels { reps } } => bench_kernels(reps).await,
-        Cmd::Bench { what: BenchWhat::Yolo { weights, size, reps } } => detect::bench(weights.as_deref(), size, reps).await,
+        Cmd::Bench { what: BenchWhat::Yolo { weights, size, reps, profile } } => detect::bench(weights.as_deref(), size, reps, profile).await,
     }
 }
 

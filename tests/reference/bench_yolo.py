@@ -8,8 +8,9 @@ TTA passes SSV2A runs), one warm-up then the median of --reps runs.
 ssv2a: `ssv2a bench yolo --size N --reps R` (random yolov8x-oiv7 weights generated in Rust, fp16
 storage; one warm-up run that compiles the pipelines, then R timed runs of each, readback
 included). Weights do not change the work done, so the two are comparable.
-The load average is printed before and after each part: on a shared machine the numbers are only
-as good as the load they ran under.
+The load average is printed before and after each part: on a shared machine wall times are only
+as good as the load they ran under. Both sides also report process CPU seconds (user + system, all
+threads; lavapipe runs on the ssv2a process's threads), which depend much less on the load.
 """
 
 from __future__ import annotations
@@ -47,12 +48,13 @@ def bench_torch(size, reps):
     with torch.no_grad():
         for name, fn in (("no TTA", lambda: m(x)), ("TTA", lambda: m(x, augment=True))):
             fn()
-            ts = []
+            ts, cs = [], []
             for _ in range(reps):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 ts.append(time.perf_counter() - t0)
-            out[name] = (min(ts), statistics.median(ts))
+                cs.append(time.process_time() - c0)
+            out[name] = (min(ts), statistics.median(ts), min(cs))
     return out, torch.get_num_threads()
 
 
@@ -68,8 +70,9 @@ def main():
     if not a.skip_torch:
         t0 = time.perf_counter()
         res, threads = bench_torch(a.size, a.reps)
-        for k, (best, med) in res.items():
-            print(f"PyTorch CPU ({threads} threads) yolov8x-oiv7 {a.size}x{a.size} {k}: best {best:.3f} s, median {med:.3f} s")
+        for k, (best, med, cpu) in res.items():
+            print(f"PyTorch CPU ({threads} threads) yolov8x-oiv7 {a.size}x{a.size} {k}: best {best:.3f} s wall "
+                  f"(median {med:.3f} s), {cpu:.2f} s CPU")
         print(f"  ({time.perf_counter() - t0:.0f} s incl. build; {load()})")
     if not a.skip_ssv2a:
         t0 = time.perf_counter()
