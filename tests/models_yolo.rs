@@ -65,6 +65,9 @@ fn tiny_config_is_derived_from_the_yaml() {
     assert_eq!([3, 6].map(|n| x.depth(n)), [3, 6]);
     assert_eq!([3, 6].map(|n| Config::m(80).depth(n)), [2, 4]);
     assert_eq!(Config::n(80).channels(1024), 256);
+    // Largest activation of x: the first C2f's concat, (2 + 3)·80 channels at 1/4 resolution.
+    assert_eq!(x.max_activation_bytes(640, 640), 400 * 160 * 160 * 4);
+    assert!(x.max_activation_bytes(1152, 1152) <= 128 << 20 && x.max_activation_bytes(1184, 1184) > 128 << 20);
 }
 
 #[test]

@@ -45,9 +45,17 @@
 //! (the global image embedding).
 //!
 //! Known differences from the official front end: images are decoded by the `image` crate (or
-//! the browser), not OpenCV, so JPEG pixels can differ by a few levels; crops are cut from the
-//! RGB image (alpha dropped) and always resized with bicubic (PIL would use NEAREST for palette
-//! images and resize RGBA premultiplied).
+//! the browser), not OpenCV, so JPEG pixels can differ by a few levels, and EXIF orientation is
+//! not applied (`cv2.imread` applies it for detection while the official crops come from PIL,
+//! which does not: rotated JPEGs are inconsistent upstream); crops are cut from the RGB image
+//! (alpha dropped) and always resized with bicubic (PIL would use NEAREST for palette images and
+//! resize RGBA premultiplied).
+//!
+//! Size limit: activations must fit one storage binding (128 MiB on lavapipe and in browsers),
+//! which the x model reaches at a detection size of about 1.3 megapixels (1152×1152: its
+//! first C2f concatenates 400 channels at 1/4 resolution). With the official `imgsz`
+//! rule a large photo is detected at its own size; such inputs get an error before anything
+//! runs ([`crate::models::yolo::Config::max_activation_bytes`]) that suggests [`ImgSize::Fixed`] (`--imgsz 640`).
 
 use crate::image::{round_half_even, RgbImage};
 use crate::models::yolo::Yolo;
@@ -597,6 +605,18 @@ impl Detector {
 
     /// The network on one input. pixels: [b, 3, h, w] -> [b, 4 + nc, A]
     pub async fn raw(&self, gpu: &crate::Gpu, pixels: &HostTensor) -> Result<HostTensor> {
+        let [b, _, h, w] = dims4("detect", pixels)?;
+        let need = self.model.config.max_activation_bytes(h, w) * b as u64;
+        if need > gpu.max_binding() {
+            return Err(Error::arg(
+                "detect",
+                format!(
+                    "a {w}×{h} detection input needs a {} MB activation, over this adapter's {} MB storage binding limit; detect at a fixed size instead (ImgSize::Fixed, `--imgsz 640`)",
+                    need / 1_000_000,
+                    gpu.max_binding() / 1_000_000
+                ),
+            ));
+        }
         let x = Tensor::upload(gpu, pixels)?;
         let y = self.model.forward(&x, None)?;
         y.to_host().await

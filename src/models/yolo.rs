@@ -211,6 +211,39 @@ impl Config {
     pub fn name(&self, class: usize) -> String {
         self.names.get(class).cloned().unwrap_or_else(|| class.to_string())
     }
+
+    /// Bytes of the largest activation a forward at h × w (batch 1) allocates, to refuse sizes
+    /// over the adapter's storage binding limit before running.
+    pub fn max_activation_bytes(&self, h: usize, w: usize) -> u64 {
+        let c = self;
+        let mut ch: Vec<(usize, usize)> = vec![]; // (channels, stride) per layer
+        let mut most = 3 * h * w;
+        for (from, spec) in YOLOV8.iter() {
+            let (pc, ps) = ch.last().copied().unwrap_or((3, 1));
+            let at = |f: i64| if f < 0 { (pc, ps) } else { ch[f as usize] };
+            let (out, st, widest) = match *spec {
+                Spec::Conv { c2, s, .. } => (c.channels(c2), ps * s, c.channels(c2)),
+                Spec::C2f { c2, n, .. } => {
+                    let c2 = c.channels(c2);
+                    (c2, ps, (2 + c.depth(n)) * (c2 / 2))
+                }
+                Spec::Sppf { c2, .. } => (c.channels(c2), ps, 4 * (pc / 2)),
+                Spec::Upsample => (pc, ps / 2, pc),
+                Spec::Concat => {
+                    let sum = from.iter().map(|&f| at(f).0).sum();
+                    (sum, ps, sum)
+                }
+                Spec::Detect => {
+                    let no = 4 * REG_MAX + c.nc;
+                    most = most.max(no * num_anchors(h, w));
+                    (4 + c.nc, 8, 0)
+                }
+            };
+            most = most.max(widest * (h / st.max(1)) * (w / st.max(1)));
+            ch.push((out, st));
+        }
+        4 * most as u64
+    }
 }
 
 /// The yaml's backbone + head must be yolov8.yaml's: same sources, modules, repeats and channels.
