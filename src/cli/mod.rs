@@ -4,6 +4,7 @@
 mod bench_ssv2a;
 mod convert;
 mod fetch;
+mod detect;
 mod stage;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Cmd {
     Models(fetch::ModelsArgs),
     /// Run one model stage on tensors from a safetensors file (for parity checks).
     Stage(stage::Args),
+    /// Find the sound sources in images (YOLOv8 as SSV2A runs it) and print them.
+    Detect(detect::Args),
     /// Benchmarks on the current adapter, as ratios against a baseline run in the same process.
     Bench {
         #[command(subcommand)]
@@ -68,6 +71,21 @@ enum BenchWhat {
     /// The CLIP ViT-L/14 vision tower (batch 1 and 17) and a full 65 × 64 Cycle Mix, with
     /// random weights at the real sizes.
     Ssv2a(bench_ssv2a::Args),
+    /// YOLO forward time without and with TTA on random pixels.
+    Yolo {
+        /// A yolo pack (default: random yolov8x-oiv7 weights generated in memory).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// Input side (pixels, a multiple of 32).
+        #[arg(long, default_value_t = 640)]
+        size: usize,
+        /// Timed runs of each (after one warm-up run).
+        #[arg(long, default_value_t = 2)]
+        reps: usize,
+        /// Also time every layer (GPU synced after each).
+        #[arg(long)]
+        profile: bool,
+    },
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -92,9 +110,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Fetch(a) => fetch::fetch(a),
         Cmd::Models(a) => fetch::models(a),
         Cmd::Stage(a) => stage::run(a).await,
+        Cmd::Detect(a) => detect::run(a).await,
         Cmd::Bench { what: BenchWhat::Kernels { reps } } => bench_kernels(reps).await,
         Cmd::Bench { what: BenchWhat::Unet { batch, frames, dtype, reps } } => bench_unet(batch, frames, &dtype, reps).await,
         Cmd::Bench { what: BenchWhat::Ssv2a(a) } => bench_ssv2a::run(a).await,
+        Cmd::Bench { what: BenchWhat::Yolo { weights, size, reps, profile } } => detect::bench(weights.as_deref(), size, reps, profile).await,
     }
 }
 

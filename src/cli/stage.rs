@@ -12,7 +12,7 @@ use ssv2a::{Gpu, Tensor, Weights};
 #[derive(clap::Args)]
 pub struct Args {
     /// unet | vae | hifigan | clip-vision | manifold-clip | manifold-clap | generator | remixer |
-    /// aggregator (more stages arrive with their models; see ../shared/spec/interfaces.md)
+    /// aggregator | yolo (more stages arrive with their models; see ../shared/spec/interfaces.md)
     stage: String,
     #[arg(long)]
     weights: PathBuf,
@@ -141,7 +141,14 @@ fn prepare(a: &Args, gpu: &Gpu, w: &Weights) -> anyhow::Result<StageFn> {
                 Ok(vec![("mu".into(), mu), ("logvar".into(), logvar)])
             })
         }
-        "clip-text" | "yolo" | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
+        "yolo" => {
+            let model = ssv2a::models::yolo::Yolo::from_pack(w)?;
+            Box::new(move |inputs: &Inputs| {
+                let pixels = Tensor::upload(&gpu, input(inputs, "pixels", &path)?)?;
+                Ok(vec![("raw".into(), model.forward(&pixels, None)?)])
+            })
+        }
+        "clip-text" | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
         other => bail!("unknown stage `{other}`"),
     })
 }

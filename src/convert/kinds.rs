@@ -16,7 +16,7 @@ use crate::{Error, Result};
 pub const KINDS: &[&str] = &["audioldm", "ssv2a", "aggregator", "clip", "yolo", "prior"];
 
 /// The kinds this build can convert.
-pub const IMPLEMENTED: &[&str] = &["audioldm", "ssv2a", "aggregator", "clip"];
+pub const IMPLEMENTED: &[&str] = &["audioldm", "ssv2a", "aggregator", "clip", "yolo"];
 
 /// Whether this build converts `kind`.
 pub fn is_implemented(kind: &str) -> bool {
@@ -105,6 +105,10 @@ pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
         "clip" => {
             let src = CheckpointSource::new(&ckpt, "")?;
             (crate::models::clip::plan(&src, config.as_ref())?, src)
+        }
+        "yolo" => {
+            let (src, cfg) = crate::models::yolo::from_checkpoint(&ckpt, config.as_ref())?;
+            (crate::models::yolo::plan(&src, &cfg)?, src)
         }
         // Only kinds listed in IMPLEMENTED get here.
         other => return Err(Error::Format(format!("conversion of kind `{other}` is listed as available but has no converter"))),

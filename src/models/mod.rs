@@ -2,6 +2,8 @@
 //! `load(&Weights)` and `forward`, and its converter rules.
 
 pub mod audioldm;
+pub mod detect;
 pub mod hifigan;
 pub mod clip;
 pub mod ssv2a;
+pub mod yolo;
