@@ -35,6 +35,7 @@ pub mod image;
 pub mod imageio;
 pub mod models;
 pub mod nn;
+pub mod pipeline;
 pub mod ops;
 pub mod rng;
 pub mod tensor;

@@ -52,10 +52,22 @@ struct RandomGen {
     fixed: BTreeMap<String, HostTensor>,
     made: BTreeMap<String, Vec<usize>>,
     f16: bool,
+    /// Every tensor handed out, as a pack would store it (see [`Weights::random_with`]).
+    kept: Option<Vec<PackTensor>>,
 }
 
 impl RandomGen {
     fn values(&mut self, key: &str, shape: &[usize]) -> Vec<f32> {
+        let v = self.make(key, shape);
+        if let Some(kept) = &mut self.kept {
+            if !kept.iter().any(|t| t.name == key) {
+                kept.push(PackTensor::encode(key, shape.to_vec(), &v, self.f16 && shape.len() >= 2));
+            }
+        }
+        v
+    }
+
+    fn make(&mut self, key: &str, shape: &[usize]) -> Vec<f32> {
         if let Some(t) = self.fixed.get(key) {
             return t.data.clone();
         }
@@ -74,6 +86,27 @@ impl RandomGen {
                 normal(rng, 1.0 / fan_in.sqrt())
             }
         }
+    }
+}
+
+/// Check pack metadata: ssv2a format, the current format version, and model `kind`. `src`
+/// names the pack in errors.
+pub fn check_pack_meta(meta: &BTreeMap<String, String>, src: &str, kind: &str) -> Result<()> {
+    match meta.get("format").map(|s| s.as_str()) {
+        Some(PACK_FORMAT) => {}
+        Some(other) => return Err(Error::Format(format!("{src}: format `{other}` is not an ssv2a weight pack; convert the checkpoint with `ssv2a convert`"))),
+        None => return Err(Error::Format(format!("{src}: not an ssv2a weight pack (no `format` in its metadata); convert the checkpoint with `ssv2a convert`"))),
+    }
+    let v = meta.get("version").map(|s| s.as_str()).unwrap_or("?");
+    if v != PACK_VERSION.to_string() {
+        return Err(Error::Format(format!(
+            "{src}: pack format version {v}, this runtime reads version {PACK_VERSION}; re-convert it with this version of `ssv2a convert`"
+        )));
+    }
+    match meta.get("kind") {
+        Some(k) if k == kind => Ok(()),
+        Some(k) => Err(Error::Format(format!("{src}: this is a `{k}` pack, expected a `{kind}` pack"))),
+        None => Err(Error::Format(format!("{src}: pack has no `kind` in its metadata"))),
     }
 }
 
@@ -125,7 +158,25 @@ impl Weights {
     /// ones `contains`/`shape_of` know. For the demo and full-size benchmarks; `finish` always
     /// succeeds. `f16` selects the storage of matrices, as in a converted pack.
     pub fn random(gpu: &Gpu, kind: &str, config_json: &str, seed: u64, f16: bool, fixed: BTreeMap<String, HostTensor>) -> Weights {
+        Self::random_with(gpu, kind, config_json, seed, f16, fixed, BTreeMap::new(), false)
+    }
+
+    /// [`Weights::random`] with more metadata (e.g. an AudioLDM pack's `components`), and,
+    /// with `record`, a copy of every tensor handed out so that [`Weights::random_to_pack`]
+    /// can write the pack a model was loaded from (the demo's `--write-packs`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn random_with(
+        gpu: &Gpu,
+        kind: &str,
+        config_json: &str,
+        seed: u64,
+        f16: bool,
+        fixed: BTreeMap<String, HostTensor>,
+        extra: BTreeMap<String, String>,
+        record: bool,
+    ) -> Weights {
         let mut metadata = pack_metadata(kind, config_json, if f16 { "f16" } else { "f32" });
+        metadata.extend(extra);
         metadata.insert("random".into(), seed.to_string());
         Weights {
             inner: Arc::new(Inner {
@@ -136,10 +187,20 @@ impl Weights {
                 tensors: BTreeMap::new(),
                 metadata,
                 used: Mutex::default(),
-                random: Some(Mutex::new(RandomGen { rng: Rng::new(seed), fixed, made: BTreeMap::new(), f16 })),
+                random: Some(Mutex::new(RandomGen { rng: Rng::new(seed), fixed, made: BTreeMap::new(), f16, kept: record.then(Vec::new) })),
             }),
             prefix: String::new(),
         }
+    }
+
+    /// The pack file of a recording random pack ([`Weights::random_with`]): every tensor the
+    /// models loaded so far asked for, and this pack's metadata. Loading a model from it gives
+    /// the same weights.
+    pub fn random_to_pack(&self) -> Result<Vec<u8>> {
+        let r = self.inner.random.as_ref().ok_or_else(|| Error::Format(format!("{}: not a random pack", self.inner.name)))?;
+        let g = r.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = g.kept.as_ref().ok_or_else(|| Error::Format(format!("{}: made without recording", self.inner.name)))?;
+        serialize_pack(kept, &self.inner.metadata)
     }
 
     /// Metadata of a random pack: how many tensors and values were synthesised.
@@ -173,23 +234,7 @@ impl Weights {
 
     /// Check that this is an ssv2a pack of the current format version and of model `kind`.
     pub fn expect_kind(&self, kind: &str) -> Result<()> {
-        let src = &self.inner.name;
-        match self.meta("format") {
-            Some(PACK_FORMAT) => {}
-            Some(other) => return Err(Error::Format(format!("{src}: format `{other}` is not an ssv2a weight pack; convert the checkpoint with `ssv2a convert`"))),
-            None => return Err(Error::Format(format!("{src}: not an ssv2a weight pack (no `format` in its metadata); convert the checkpoint with `ssv2a convert`"))),
-        }
-        let v = self.meta("version").unwrap_or("?");
-        if v != PACK_VERSION.to_string() {
-            return Err(Error::Format(format!(
-                "{src}: pack format version {v}, this runtime reads version {PACK_VERSION}; re-convert it with this version of `ssv2a convert`"
-            )));
-        }
-        match self.meta("kind") {
-            Some(k) if k == kind => Ok(()),
-            Some(k) => Err(Error::Format(format!("{src}: this is a `{k}` pack, expected a `{kind}` pack"))),
-            None => Err(Error::Format(format!("{src}: pack has no `kind` in its metadata"))),
-        }
+        check_pack_meta(&self.inner.metadata, &self.inner.name, kind)
     }
 
     /// The pack's `config` metadata (JSON) deserialised.

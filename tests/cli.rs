@@ -156,3 +156,104 @@ fn bad_inputs_give_one_clear_line_and_no_output() {
     assert!(!ok && err.contains("hifigan") && err.contains("[1, 1, 10, 7]"), "{err}");
     assert!(!out.exists());
 }
+
+/// Small settings for `generate`/`demo` runs in tests (every stage, few steps).
+const QUICK: [&str; 14] = ["--preset", "fast", "--steps", "2", "--cycle-its", "1", "--cycle-samples", "2", "--var-samples", "2", "--duration", "2.5", "--candidates", "1"];
+
+fn wav_len(path: &Path) -> usize {
+    let (s, sr) = ssv2a::audio::decode_wav(&std::fs::read(path).unwrap(), "out").unwrap();
+    assert_eq!(sr, 16000);
+    s.len()
+}
+
+fn png(path: &Path, w: usize, h: usize) {
+    std::fs::write(path, ssv2a::imageio::encode_png(&ssv2a::pipeline::demo::scene(w, h)).unwrap()).unwrap();
+}
+
+/// `demo` writes demo.wav and (with --write-packs) pack files that `generate`, `detect` and
+/// `models`-style loading accept; then `generate`'s bad inputs.
+#[test]
+fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = tmpdir("generate");
+    let packs = dir.join("packs");
+    let demo_wav = dir.join("demo.wav");
+    let (ok, _, err) = run(bin().arg("demo").args(QUICK).arg("--quiet").arg("--write-packs").arg(&packs).arg("-o").arg(&demo_wav));
+    assert!(ok, "{err}");
+    assert!(err.contains("RANDOM") && err.contains("ssv2a fetch"), "the demo says its weights are random: {err}");
+    for stage in ["detect", "CLIP", "Cycle Mix", "diffusion", "decode"] {
+        assert!(err.contains(stage), "timing of {stage} missing: {err}");
+    }
+    assert_eq!(wav_len(&demo_wav), 160 * 4 * 64 + 32);
+
+    let img = dir.join("street.png");
+    png(&img, 160, 120);
+    let out = dir.join("out.wav");
+    let gen = |extra: &[&str]| {
+        let mut c = bin();
+        c.arg("generate").args(QUICK).arg("--quiet").arg("--models").arg(&packs).args(extra);
+        c
+    };
+    // Happy paths: detection; edited sources; a composition of two images.
+    let (ok, _, err) = run(gen(&["--image", img.to_str().unwrap(), "-o", out.to_str().unwrap()]).arg("--seed").arg("3"));
+    assert!(ok, "{err}");
+    assert_eq!(wav_len(&out), 160 * 4 * 64 + 32);
+    assert!(err.contains("ImageToAudio") && err.contains("sources ("), "{err}");
+    let (ok, _, err) = run(&mut gen(&["--image", img.to_str().unwrap(), "--drop", "0", "--box", "10,10,60,50@2", "--weight", "1=0.5", "-o", out.to_str().unwrap()]));
+    assert!(ok, "{err}");
+    assert!(err.contains("weight 2") && err.contains("weight 0.5"), "{err}");
+    let (ok, _, err) = run(&mut gen(&["--image", img.to_str().unwrap(), "--image", img.to_str().unwrap(), "-o", out.to_str().unwrap()]));
+    assert!(ok && err.contains("Composition"), "{err}");
+    let (ok, stdout, err) = run(bin().arg("detect").arg(&img).arg("--weights").arg(packs.join("yolov8x-oiv7.safetensors")));
+    assert!(ok && stdout.contains("source(s)"), "{err}");
+
+    // Bad inputs: one line on stderr, non-zero exit, and the existing output left as it was.
+    std::fs::write(&out, b"previous").unwrap();
+    let not_image = dir.join("notes.png");
+    std::fs::write(&not_image, b"these are notes, not a picture").unwrap();
+    let not_wav = dir.join("notes.wav");
+    std::fs::write(&not_wav, b"RIFF but not really").unwrap();
+    let not_video = dir.join("clip.mp4");
+    std::fs::write(&not_video, b"not a video").unwrap();
+    let wrong = dir.join("wrong");
+    std::fs::create_dir_all(&wrong).unwrap();
+    for f in ["yolov8x-oiv7", "clip-vit-l14", "audioldm-s-full-v2"] {
+        std::fs::copy(packs.join(format!("{f}.safetensors")), wrong.join(format!("{f}.safetensors"))).unwrap();
+    }
+    std::fs::copy(packs.join("clip-vit-l14.safetensors"), wrong.join("ssv2a.safetensors")).unwrap();
+    let img_s = img.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--image".into(), "/nonexistent/street.jpg".into()], "/nonexistent/street.jpg"),
+        (vec!["--image".into(), not_image.display().to_string()], "notes.png"),
+        (vec!["--image".into(), img_s.clone(), "--audio".into(), not_wav.display().to_string()], "notes.wav"),
+        (vec!["--image".into(), img_s.clone(), "--audio".into(), dir.join("missing.wav").display().to_string()], "missing.wav"),
+        (vec!["--video".into(), not_video.display().to_string()], "clip.mp4"),
+        (vec!["--video".into(), dir.join("none.mp4").display().to_string()], "none.mp4"),
+        (vec!["--image".into(), img_s.clone(), "--box".into(), "1,2,3".into()], "--box"),
+        (vec!["--image".into(), img_s.clone(), "--drop".into(), "99".into()], "source 99"),
+        (vec!["--image".into(), img_s.clone(), "--text".into(), "rain".into()], "text tower"),
+        (vec!["--image".into(), img_s.clone(), "--sampler".into(), "euler".into()], "euler"),
+        (vec![], "no sources"),
+    ];
+    for (args, expect) in cases {
+        let (ok, _, err) = run(gen(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>()).arg("-o").arg(&out));
+        assert!(!ok, "{args:?} succeeded");
+        assert!(err.contains(expect), "{args:?}: expected `{expect}` in: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"previous", "{args:?} touched the output");
+    }
+    let (ok, _, err) = run(bin().args(["generate", "--quiet", "--duration", "0", "--models"]).arg(&packs).arg("--image").arg(&img).arg("-o").arg(&out));
+    assert!(!ok && err.contains("duration") && err.trim().lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous");
+    // A pack of the wrong kind where SSV2A's belongs; a models folder without packs.
+    let (ok, _, err) = run(bin().arg("generate").args(QUICK).arg("--quiet").arg("--models").arg(&wrong).arg("--image").arg(&img).arg("-o").arg(&out));
+    assert!(!ok && err.contains("`clip` pack, expected a `ssv2a` pack"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (ok, _, err) = run(bin().arg("generate").args(QUICK).arg("--quiet").arg("--models").arg(&empty).arg("--image").arg(&img).arg("-o").arg(&out));
+    assert!(!ok && err.contains("ssv2a fetch"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous");
+}

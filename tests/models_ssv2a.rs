@@ -191,7 +191,7 @@ async fn cycle_case(gpu: &Gpu, model: &Ssv2a, g: &Golden, case: &str, mode: Remi
         collapsed_sampling: false,
         remix: mode,
     };
-    let input = MixInput { clips: g.get(&format!("in.{case}.clips")).clone(), fixed_src: g.tensors.get(&format!("in.{case}.fixed_src")).cloned() };
+    let input = MixInput { clips: g.get(&format!("in.{case}.clips")).clone(), fixed_src: g.tensors.get(&format!("in.{case}.fixed_src")).cloned(), weights: None };
     let mut noise = Injected::cycle(g, case);
     let mut trace: CycleMixTrace = vec![];
     let out = model.cycle_mix(&input, &opts, &mut noise, Some(&mut trace)).await.map_err(e)?;

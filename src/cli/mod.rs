@@ -4,6 +4,7 @@
 mod bench_ssv2a;
 mod convert;
 mod fetch;
+mod generate;
 mod detect;
 mod stage;
 
@@ -28,6 +29,11 @@ struct Cli {
 enum Cmd {
     /// Show the GPU adapter, backend, limits and features ssv2a would use.
     Info,
+    /// Turn images (and later texts, sounds, videos) into the audio of the scene (WAV).
+    Generate(generate::GenerateArgs),
+    /// Run the whole pipeline at reduced size on random weights (no download needed) and
+    /// write demo.wav; the sound is not meaningful.
+    Demo(generate::DemoArgs),
     /// Convert an official checkpoint into a weight pack (fp16 by default).
     Convert(convert::Args),
     /// Download the official checkpoints (resuming, sha256-verified) and install their packs.
@@ -106,6 +112,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", gpu.info());
             Ok(())
         }
+        Cmd::Generate(a) => generate::generate(a).await,
+        Cmd::Demo(a) => generate::demo(a).await,
         Cmd::Convert(a) => convert::run(a),
         Cmd::Fetch(a) => fetch::fetch(a),
         Cmd::Models(a) => fetch::models(a),

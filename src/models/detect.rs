@@ -145,7 +145,8 @@ impl Settings {
     pub fn nms(&self) -> Nms {
         Nms { conf: self.conf, iou: self.iou, max_det: self.max_det, agnostic: self.agnostic }
     }
-    fn check(&self) -> Result<()> {
+    /// Reject out-of-range values.
+    pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::arg("detect settings", m));
         if !(0.0..=1.0).contains(&self.conf) {
             return bad(format!("conf {} is not in [0, 1]", self.conf));

@@ -79,6 +79,12 @@ pub struct MixInput {
     /// [B, slot, manifold_dim]: codes for the slots whose CLIP row is all zeros (multimodal:
     /// audio sources, empty slot 0, padding), re-applied every round.
     pub fixed_src: Option<HostTensor>,
+    /// [B·slot] per-slot weights (not in the official code; `None` = all 1, the official
+    /// computation): slot k's manifold code and CLIP row are multiplied by its weight in the
+    /// remixer's input, so a source with weight 2 counts about twice in the remixer's global
+    /// attention context and one with weight 0 is silenced. The scoring references (the
+    /// generator's slot CLAPs) are not weighted.
+    pub weights: Option<Vec<f32>>,
 }
 
 impl MixInput {
@@ -98,7 +104,7 @@ impl MixInput {
             }
             clips[(i + 1) * d..(i + 2) * d].copy_from_slice(s);
         }
-        Ok(MixInput { clips: HostTensor::new([1, slot, d], clips)?, fixed_src: None })
+        Ok(MixInput { clips: HostTensor::new([1, slot, d], clips)?, fixed_src: None, weights: None })
     }
 
     /// Multimodal composition (`srcs_to_audio`): slot 0 empty; `clip_sources` (image CLIP and
@@ -126,7 +132,7 @@ impl MixInput {
             let k = clip_sources.len() + 1 + i;
             fixed[k * manifold_dim..(k + 1) * manifold_dim].copy_from_slice(s);
         }
-        Ok(MixInput { clips: HostTensor::new([1, slot, clip_dim], clips)?, fixed_src: Some(HostTensor::new([1, slot, manifold_dim], fixed)?) })
+        Ok(MixInput { clips: HostTensor::new([1, slot, clip_dim], clips)?, fixed_src: Some(HostTensor::new([1, slot, manifold_dim], fixed)?), weights: None })
     }
 }
 
@@ -151,7 +157,21 @@ pub type CycleMixTrace = Vec<RoundTrace>;
 
 impl Ssv2a {
     /// Cycle Mix: one unit-norm CLAP [B, clap_dim] per scene of `input`.
-    pub async fn cycle_mix(&self, input: &MixInput, opts: &CycleMixOptions, noise: &mut dyn Noise, mut trace: Option<&mut CycleMixTrace>) -> Result<HostTensor> {
+    pub async fn cycle_mix(&self, input: &MixInput, opts: &CycleMixOptions, noise: &mut dyn Noise, trace: Option<&mut CycleMixTrace>) -> Result<HostTensor> {
+        self.cycle_mix_with(input, opts, noise, trace, &mut |_, _| {}, &|| false).await
+    }
+
+    /// [`Ssv2a::cycle_mix`] with `progress(round, rounds)` after each round and `cancel()`
+    /// polled before each round ([`Error::Cancelled`]).
+    pub async fn cycle_mix_with(
+        &self,
+        input: &MixInput,
+        opts: &CycleMixOptions,
+        noise: &mut dyn Noise,
+        mut trace: Option<&mut CycleMixTrace>,
+        progress: &mut dyn FnMut(usize, usize),
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<HostTensor> {
         const OP: &str = "cycle mix";
         let cfg = &self.config;
         let (cd, m, c) = (cfg.clip_dim, cfg.manifold_dim, cfg.clap_dim);
@@ -167,6 +187,11 @@ impl Ssv2a {
         if opts.samples == 0 || opts.var_samples == 0 {
             return Err(Error::arg(OP, "samples and var_samples must be at least 1"));
         }
+        if let Some(w) = &input.weights {
+            if w.len() != b * slot || w.iter().any(|v| !v.is_finite() || *v < 0.0) {
+                return Err(Error::arg(OP, format!("weights: need {} finite values ≥ 0 (one per slot), got {}", b * slot, w.len())));
+            }
+        }
         if input.clips.data.iter().any(|v| !v.is_finite()) || input.fixed_src.as_ref().is_some_and(|f| f.data.iter().any(|v| !v.is_finite())) {
             return Err(Error::arg(OP, "inputs contain NaN or infinity"));
         }
@@ -180,6 +205,9 @@ impl Ssv2a {
         let mut rt_claps = vec![0f32; b * c];
         let mut rt_scores = vec![1f32; b];
         for i in 0..=opts.its {
+            if cancel() {
+                return Err(Error::Cancelled);
+            }
             if let Some(f) = &input.fixed_src {
                 for (k, _) in zero.iter().enumerate().filter(|(_, z)| **z) {
                     src.data[k * m..(k + 1) * m].copy_from_slice(&f.data[k * m..(k + 1) * m]);
@@ -196,7 +224,13 @@ impl Ssv2a {
                     src.data[bi * slot * m..bi * slot * m + m].copy_from_slice(&code.data[bi * m..(bi + 1) * m]);
                 }
             }
-            let remix = self.candidates(&src, &input.clips, &clips_t, i, opts, noise).await?; // [B, S, C]
+            let remix = match &input.weights {
+                None => self.candidates(&src, &input.clips, &clips_t, i, opts, noise).await?, // [B, S, C]
+                Some(w) => {
+                    let (ws, wc) = (weighted(&src, w), weighted(&input.clips, w));
+                    self.candidates(&ws, &wc, &Tensor::upload(gpu, &wc)?, i, opts, noise).await?
+                }
+            };
             let mut score = vec![0f32; b * s_count];
             let mut best = vec![0usize; b];
             for bi in 0..b {
@@ -224,6 +258,7 @@ impl Ssv2a {
                     rt_claps: HostTensor::new([b, c], rt_claps.clone())?,
                 });
             }
+            progress(i + 1, opts.its + 1);
         }
         HostTensor::new([b, c], rt_claps)
     }
@@ -298,6 +333,16 @@ impl Ssv2a {
         let input = MixInput::image(global, sources, self.config.remixer.slot)?;
         Ok(self.cycle_mix(&input, opts, noise, None).await?.data)
     }
+}
+
+/// Rows of a [B, slot, d] tensor multiplied by their slot's weight.
+fn weighted(x: &HostTensor, w: &[f32]) -> HostTensor {
+    let d = x.shape[2];
+    let mut out = x.clone();
+    for (row, &wk) in out.data.chunks_exact_mut(d).zip(w) {
+        row.iter_mut().for_each(|v| *v *= wk);
+    }
+    out
 }
 
 /// The official cosine: `<a, b> / (‖a‖·‖b‖ + 1e-6)` (a zero row gives 0).

@@ -1,0 +1,361 @@
+//! `ssv2a generate` (sources → WAV) and `ssv2a demo` (the whole pipeline on random weights).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use ssv2a::audio::WavFormat;
+use ssv2a::models::audioldm::sampler::{Method, Spacing};
+use ssv2a::pipeline::{self, demo, AudioClip, Event, ImageSource, Model, Output, Pipeline, Request, Settings, SourceBox, Stage, VideoFrames};
+use ssv2a::Gpu;
+
+/// Knobs shared by `generate` and `demo`.
+#[derive(clap::Args, Clone)]
+pub struct Knobs {
+    /// official (the paper's code: Cycle Mix 64×64, DDIM 200 steps, 3 candidates) or fast
+    /// (DPM-Solver++ 25 steps, 1 candidate, Cycle Mix 8 rounds × 16). Default: official for
+    /// generate, fast for demo.
+    #[arg(long)]
+    preset: Option<String>,
+    /// One seed for the whole run (the official code's is 42).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Sampler steps (overrides the preset).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// ddim (η = 1, as AudioLDM) or dpmpp (DPM-Solver++ 2M).
+    #[arg(long)]
+    sampler: Option<String>,
+    /// Classifier-free guidance scale (2.5).
+    #[arg(long)]
+    guidance: Option<f32>,
+    /// AudioLDM candidates sampled together (3 upstream; the first is kept).
+    #[arg(long)]
+    candidates: Option<usize>,
+    /// Seconds of audio (10).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Cycle Mix rounds − 1 (64).
+    #[arg(long)]
+    cycle_its: Option<usize>,
+    /// Cycle Mix candidates per round (64).
+    #[arg(long)]
+    cycle_samples: Option<usize>,
+    /// Gaussian samples averaged per variational draw (64).
+    #[arg(long)]
+    var_samples: Option<usize>,
+    /// Write 32-bit float WAV instead of 16-bit PCM.
+    #[arg(long)]
+    float: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl Knobs {
+    fn settings(&self, default_preset: &str) -> anyhow::Result<Settings> {
+        let mut s = Settings::preset(self.preset.as_deref().unwrap_or(default_preset))?;
+        s.seed = self.seed;
+        if let Some(v) = &self.sampler {
+            s.generate.method = match v.as_str() {
+                "ddim" => Method::Ddim { eta: 1.0 },
+                "dpmpp" => Method::DpmSolverPp { spacing: Spacing::Leading { steps_offset: 1 } },
+                other => bail!("--sampler `{other}`: ddim or dpmpp"),
+            };
+            if self.steps.is_none() {
+                s.generate.steps = if v == "ddim" { 200 } else { 25 };
+            }
+        }
+        if let Some(v) = self.steps {
+            s.generate.steps = v;
+        }
+        if let Some(v) = self.guidance {
+            s.generate.guidance = v;
+        }
+        if let Some(v) = self.candidates {
+            s.generate.candidates = v;
+        }
+        if let Some(v) = self.duration {
+            s.generate.duration_s = v;
+        }
+        if let Some(v) = self.cycle_its {
+            s.cycle.its = v;
+        }
+        if let Some(v) = self.cycle_samples {
+            s.cycle.samples = v;
+        }
+        if let Some(v) = self.var_samples {
+            s.cycle.var_samples = v;
+        }
+        s.check()?;
+        Ok(s)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// Image of the scene (PNG, JPEG, WebP). One image: its sound sources are detected (image
+    /// to audio). Several, or with --text/--audio: each image is one source (composition).
+    #[arg(long)]
+    image: Vec<PathBuf>,
+    /// Add a sound source box X0,Y0,X1,Y1 (pixels) to the detected ones, optionally with a
+    /// weight: X0,Y0,X1,Y1@W. With --only-boxes, these are the only sources.
+    #[arg(long = "box", value_name = "X0,Y0,X1,Y1[@W]")]
+    boxes: Vec<String>,
+    /// Use only the --box sources (no detection).
+    #[arg(long)]
+    only_boxes: bool,
+    /// Drop detected source K (the numbers `ssv2a detect` prints); repeatable.
+    #[arg(long, value_name = "K")]
+    drop: Vec<usize>,
+    /// Weight of detected source K: K=W (1 = as the official code; 0 silences it).
+    #[arg(long, value_name = "K=W")]
+    weight: Vec<String>,
+    /// A text source (needs CLIP's text tower and the DALLE-2 prior: not in this version).
+    #[arg(long)]
+    text: Vec<String>,
+    /// An audio source, WAV (needs the CLAP audio tower: not in this version).
+    #[arg(long)]
+    audio: Vec<PathBuf>,
+    /// A video (64 frames through ffmpeg, which must be on PATH; needs the aggregator pack).
+    #[arg(long)]
+    video: Option<PathBuf>,
+    /// Output WAV (16 kHz); written only when the run succeeds.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Folder of installed packs (default: where `ssv2a fetch` installs them).
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Unconditional embedding for guidance (safetensors with one tensor `uncond`), when the
+    /// AudioLDM pack has none.
+    #[arg(long)]
+    uncond: Option<PathBuf>,
+    #[command(flatten)]
+    knobs: Knobs,
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Output WAV.
+    #[arg(long, short, default_value = "demo.wav")]
+    output: PathBuf,
+    /// Use this image instead of the built-in synthetic street scene.
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Also write the random packs as files (DIR/<model>.safetensors), to try `generate --models DIR`.
+    #[arg(long, value_name = "DIR")]
+    write_packs: Option<PathBuf>,
+    #[command(flatten)]
+    knobs: Knobs,
+}
+
+fn parse_box(s: &str) -> anyhow::Result<SourceBox> {
+    let (coords, weight) = match s.split_once('@') {
+        Some((c, w)) => (c, w.trim().parse::<f32>().with_context(|| format!("--box `{s}`: weight `{w}` is not a number"))?),
+        None => (s, 1.0),
+    };
+    let v: Vec<f32> = coords.split(',').map(|p| p.trim().parse::<f32>()).collect::<Result<_, _>>().with_context(|| format!("--box `{s}`: expected X0,Y0,X1,Y1[@W]"))?;
+    let [x0, y0, x1, y1] = v[..] else { bail!("--box `{s}`: expected four numbers X0,Y0,X1,Y1") };
+    Ok(SourceBox { xyxy: [x0, y0, x1, y1], label: "box".into(), score: None, weight })
+}
+
+fn open_image(p: &Path) -> anyhow::Result<ImageSource> {
+    let d = ssv2a::imageio::open(p)?;
+    Ok(ImageSource::new(p.display().to_string(), d.into()))
+}
+
+fn open_audio(p: &Path) -> anyhow::Result<AudioClip> {
+    let bytes = std::fs::read(p).with_context(|| format!("reading audio {}", p.display()))?;
+    let (samples, sample_rate) = ssv2a::audio::decode_wav(&bytes, &p.display().to_string())?;
+    Ok(AudioClip { name: p.display().to_string(), samples, sample_rate })
+}
+
+/// Progress bars per stage (stderr), and the final summary.
+struct Bars {
+    quiet: bool,
+    bar: Option<(Stage, ProgressBar)>,
+}
+
+impl Bars {
+    fn on(&mut self, e: Event) {
+        if self.quiet {
+            return;
+        }
+        if self.bar.as_ref().map(|(s, _)| *s) != Some(e.stage) {
+            if let Some((_, b)) = self.bar.take() {
+                b.finish();
+            }
+            let b = ProgressBar::new(e.total as u64);
+            b.set_style(ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+            b.set_prefix(e.stage.to_string());
+            self.bar = Some((e.stage, b));
+        }
+        if let Some((_, b)) = &self.bar {
+            b.set_length(e.total as u64);
+            b.set_position(e.done as u64);
+        }
+    }
+    fn done(&mut self) {
+        if let Some((_, b)) = self.bar.take() {
+            b.finish();
+        }
+    }
+}
+
+fn summary(out: &Output, path: &Path) {
+    let secs = out.waveform.len() as f64 / out.sample_rate as f64;
+    eprintln!("mode: {:?}", out.mode);
+    for (i, scene) in out.sources.iter().enumerate() {
+        if out.sources.len() > 1 {
+            eprintln!("scene {i}:");
+        }
+        eprintln!("sources ({}):", scene.len());
+        for (k, s) in scene.iter().enumerate() {
+            let b = s.xyxy.map(|[a, b, c, d]| format!("  box {a:.0},{b:.0},{c:.0},{d:.0}")).unwrap_or_default();
+            let sc = s.score.map(|v| format!("  score {v:.3}")).unwrap_or_default();
+            let w = if s.weight != 1.0 { format!("  weight {}", s.weight) } else { String::new() };
+            eprintln!("  {k:>2} {}{sc}{b}{w}", s.label);
+        }
+    }
+    eprintln!("timings:");
+    let total: f64 = out.timings.iter().map(|(_, t)| t).sum();
+    for (s, t) in &out.timings {
+        eprintln!("  {:<24} {t:>8.2} s", s.to_string());
+    }
+    eprintln!("  {:<24} {total:>8.2} s", "total");
+    eprintln!("peak GPU memory: {:.1} MB", out.peak_gpu_bytes as f64 / 1e6);
+    eprintln!("wrote {} ({secs:.2} s at {} Hz)", path.display(), out.sample_rate);
+}
+
+fn write(out: &Output, path: &Path, float: bool) -> anyhow::Result<()> {
+    let fmt = if float { WavFormat::Float32 } else { WavFormat::Pcm16 };
+    ssv2a::audio::write_wav_atomic(path, &out.waveform, out.sample_rate, fmt)?;
+    Ok(())
+}
+
+fn check_output(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!("output folder {} does not exist", dir.display());
+    }
+    if path.is_dir() {
+        bail!("output {} is a folder", path.display());
+    }
+    Ok(())
+}
+
+pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let settings = a.knobs.settings("official")?;
+    check_output(&a.output)?;
+    // Decode every input before any model work, so bad inputs fail at once.
+    let mut req = Request { images: a.image.iter().map(|p| open_image(p)).collect::<anyhow::Result<_>>()?, texts: a.text.clone(), ..Request::default() };
+    req.audios = a.audio.iter().map(|p| open_audio(p)).collect::<anyhow::Result<_>>()?;
+    let user: Vec<SourceBox> = a.boxes.iter().map(|b| parse_box(b)).collect::<anyhow::Result<_>>()?;
+    let mut weights = vec![];
+    for w in &a.weight {
+        let (k, v) = w.split_once('=').with_context(|| format!("--weight `{w}`: expected K=W"))?;
+        let k: usize = k.trim().parse().with_context(|| format!("--weight `{w}`: K must be a source number"))?;
+        let v: f32 = v.trim().parse().with_context(|| format!("--weight `{w}`: W must be a number"))?;
+        weights.push((k, v));
+    }
+    let edits = !user.is_empty() || a.only_boxes || !a.drop.is_empty() || !weights.is_empty();
+    if edits && req.images.len() != 1 {
+        bail!("--box, --only-boxes, --drop and --weight apply to one --image");
+    }
+    if a.only_boxes && user.is_empty() {
+        bail!("--only-boxes needs at least one --box");
+    }
+    if a.only_boxes && (!a.drop.is_empty() || !weights.is_empty()) {
+        bail!("--drop and --weight refer to detected sources; with --only-boxes nothing is detected");
+    }
+    if let Some(v) = &a.video {
+        if !req.images.is_empty() || !req.texts.is_empty() || !req.audios.is_empty() {
+            bail!("--video cannot be combined with other sources");
+        }
+        if !v.is_file() {
+            bail!("reading video {}: no such file", v.display());
+        }
+    }
+    let gpu = Gpu::new().await?;
+    let mut pipe = Pipeline::new(&gpu);
+    let dir = match &a.models {
+        Some(d) => d.clone(),
+        None => ssv2a::fetch::default_models_dir()?,
+    };
+    pipe.use_models_dir(&dir);
+    if let Some(u) = &a.uncond {
+        let bytes = std::fs::read(u).with_context(|| format!("reading {}", u.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{}: not a safetensors file ({e:?})", u.display()))?;
+        let t = st.tensor("uncond").map_err(|_| anyhow::anyhow!("{}: no tensor `uncond`", u.display()))?;
+        let v = ssv2a::weights::decode_f32(t.dtype(), t.data(), "uncond")?;
+        pipe.set_uncond(v);
+    }
+    if let Some(v) = &a.video {
+        let frames = ssv2a::video::extract_frames(v, 64, 512).with_context(|| format!("reading video {}", v.display()))?;
+        req.video = Some(VideoFrames { name: v.display().to_string(), frames });
+    }
+    let mut bars = Bars { quiet: a.knobs.quiet, bar: None };
+    if edits {
+        let img = &mut req.images[0];
+        let mut sources = vec![];
+        if !a.only_boxes {
+            let needs = [Model::Detector];
+            pipe.check_packs(&needs)?;
+            let found = pipe.detect(&img.picture.to_rgb(), &settings.detect).await?;
+            for &k in a.drop.iter().chain(weights.iter().map(|(k, _)| k)) {
+                if k >= found.len() {
+                    bail!("source {k} does not exist: {} source(s) were detected (0..{})", found.len(), found.len());
+                }
+            }
+            for (k, mut s) in found.into_iter().enumerate() {
+                if a.drop.contains(&k) {
+                    continue;
+                }
+                if let Some((_, w)) = weights.iter().rev().find(|(i, _)| *i == k) {
+                    s.weight = *w;
+                }
+                sources.push(s);
+            }
+        }
+        sources.extend(user);
+        img.sources = Some(sources);
+    }
+    let out = pipe.generate(&req, &settings, &mut |e| bars.on(e), &|| false).await;
+    bars.done();
+    let out = out?;
+    write(&out, &a.output, a.knobs.float)?;
+    summary(&out, &a.output);
+    Ok(())
+}
+
+pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    let settings = a.knobs.settings("fast")?;
+    check_output(&a.output)?;
+    let image = match &a.image {
+        Some(p) => open_image(p)?,
+        None => ImageSource::new("synthetic street scene", pipeline::Picture::Rgb(demo::scene(320, 240))),
+    };
+    let gpu = Gpu::new().await?;
+    { let i = gpu.info(); eprintln!("ssv2a demo on {} ({:?})", i.name, i.backend); }
+    eprintln!(
+        "The weights are RANDOM (weights seed {}, run seed {}), at reduced size: every stage of the pipeline runs, but the sound is not meaningful.\n\
+         For real audio, install the official weights with `ssv2a fetch` and run `ssv2a generate --image IMAGE -o out.wav`.",
+        demo::WEIGHTS_SEED,
+        a.knobs.seed
+    );
+    if let Some(dir) = &a.write_packs {
+        for p in demo::write_packs(&gpu, demo::WEIGHTS_SEED, dir)? {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    let (mut pipe, _packs) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false)?;
+    let req = Request { images: vec![image], ..Request::default() };
+    let mut bars = Bars { quiet: a.knobs.quiet, bar: None };
+    let out = pipe.generate(&req, &settings, &mut |e| bars.on(e), &|| false).await;
+    bars.done();
+    let out = out?;
+    write(&out, &a.output, a.knobs.float)?;
+    summary(&out, &a.output);
+    eprintln!("(random weights: not meaningful sound; see `ssv2a fetch` for the real models)");
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! `ssv2a demo`: the whole pipeline at reduced size on seeded random weights built in memory,
+//! so a fresh machine can run every stage (and every kernel family) with no download. The
+//! sound is not meaningful: the weights are random.
+//!
+//! Sizes: a YOLOv8n-width detector with 8 classes, a 2-layer CLIP ViT (patch 32, width 64,
+//! 224 px input as the real one), SSV2A with 64-d CLIP/CLAP/manifold spaces and the real 64
+//! slots, and an AudioLDM whose latent, mel and waveform have the real geometry (8 × 256 × 16
+//! latent for 10 s, 64 mel bins, 16 kHz) with 32-channel networks.
+
+use std::collections::BTreeMap;
+
+use super::{Model, PackSource, Pipeline, UNCOND_TENSOR};
+use crate::image::RgbImage;
+use crate::models::ssv2a::{AggregatorConfig, Config as Ssv2aConfig};
+use crate::models::{audioldm, clip, ssv2a, yolo};
+use crate::rng::Rng;
+use crate::{Error, Gpu, HostTensor, Result, Weights};
+
+/// Embedding width of the demo's CLIP, CLAP and manifold spaces.
+pub const DEMO_DIM: usize = 64;
+
+/// Seed of the demo's random weights (`--seed` varies the run, not the weights).
+pub const WEIGHTS_SEED: u64 = 7;
+
+/// Class names of the demo detector.
+pub const DEMO_CLASSES: [&str; 8] = ["Car", "Dog", "Bird", "Tree", "Person", "Bicycle", "Waterfall", "Train"];
+
+fn json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Format(e.to_string()))
+}
+
+/// The demo detector's config.
+pub fn yolo_config() -> yolo::Config {
+    let mut c = yolo::Config::n(DEMO_CLASSES.len());
+    c.names = DEMO_CLASSES.iter().map(|s| s.to_string()).collect();
+    c
+}
+
+pub fn clip_config() -> clip::Config {
+    clip::Config {
+        embed_dim: DEMO_DIM,
+        image_resolution: 224,
+        vision_layers: 2,
+        vision_width: 64,
+        vision_patch_size: 32,
+        vision_heads: 4,
+        context_length: 77,
+        vocab_size: 49408,
+        transformer_width: 64,
+        transformer_heads: 4,
+        transformer_layers: 1,
+    }
+}
+
+pub fn ssv2a_config() -> Ssv2aConfig {
+    let mut c = Ssv2aConfig::official();
+    c.clip_dim = DEMO_DIM;
+    c.clap_dim = DEMO_DIM;
+    c.manifold_dim = DEMO_DIM;
+    c.manifold.layers = vec![64, 64, 128, 128];
+    c.generator.layers = vec![64, 64, 96, 96];
+    c.remixer.styler.embed_dim = DEMO_DIM;
+    c
+}
+
+pub fn audioldm_config() -> Result<audioldm::AudioLdmConfig> {
+    let v = serde_json::json!({
+        "first_stage_config": {"params": {"embed_dim": 8, "ddconfig": {
+            "double_z": true, "z_channels": 8, "resolution": 256, "in_channels": 1, "out_ch": 1,
+            "ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}},
+        "h": {"resblock": "1", "upsample_rates": [5, 4, 2, 2, 2], "upsample_kernel_sizes": [16, 16, 8, 4, 4],
+              "upsample_initial_channel": 32, "resblock_kernel_sizes": [3, 7, 11],
+              "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "num_mels": 64,
+              "sampling_rate": 16000, "hop_size": 160},
+        "unet_config": {"params": {"image_size": 64, "extra_film_condition_dim": DEMO_DIM, "extra_film_use_concat": true,
+            "in_channels": 8, "out_channels": 8, "model_channels": 32, "attention_resolutions": [2],
+            "num_res_blocks": 1, "channel_mult": [1, 2], "num_head_channels": 16, "use_spatial_transformer": true,
+            "transformer_depth": 1}},
+        "ldm": {"linear_start": 0.0015, "linear_end": 0.0195, "timesteps": 1000, "channels": 8, "latent_f_size": 16}
+    });
+    audioldm::AudioLdmConfig::from_json(&v)
+}
+
+pub fn aggregator_config() -> AggregatorConfig {
+    AggregatorConfig { emb_dim: DEMO_DIM, ..AggregatorConfig::official() }
+}
+
+/// Seeded random packs for every model of the pipeline. With `record`, each pack keeps what
+/// the models took from it so that [`write_packs`] can save it after the models are loaded.
+pub fn packs(gpu: &Gpu, seed: u64, record: bool) -> Result<BTreeMap<Model, Weights>> {
+    let mut out = BTreeMap::new();
+    let mut rng = Rng::new(seed ^ 0xd3e0);
+    out.insert(Model::Detector, Weights::from_bytes(gpu, yolo::random_pack(&yolo_config(), seed, true)?, "random yolo weights (demo)")?);
+    let random = |kind: &str, cfg: String, k: u64, fixed: BTreeMap<String, HostTensor>, extra: BTreeMap<String, String>| {
+        Weights::random_with(gpu, kind, &cfg, seed.wrapping_add(k), true, fixed, extra, record)
+    };
+    out.insert(Model::Clip, random(clip::KIND, json(&clip_config())?, 1, BTreeMap::new(), BTreeMap::new()));
+    out.insert(Model::Ssv2a, random(ssv2a::KIND, json(&ssv2a_config())?, 2, BTreeMap::new(), BTreeMap::new()));
+    out.insert(Model::Aggregator, random(ssv2a::aggregator::KIND, json(&aggregator_config())?, 3, BTreeMap::new(), BTreeMap::new()));
+    let mut uncond = rng.normals(DEMO_DIM);
+    let norm = uncond.iter().map(|v| v * v).sum::<f32>().sqrt();
+    uncond.iter_mut().for_each(|v| *v /= norm);
+    let fixed = BTreeMap::from([
+        ("scale_factor".to_string(), HostTensor::new(Vec::<usize>::new(), vec![1.0])?),
+        (UNCOND_TENSOR.to_string(), HostTensor::new([DEMO_DIM], uncond)?),
+    ]);
+    let extra = BTreeMap::from([("components".to_string(), "unet,vae,vocoder".to_string()), ("ema".to_string(), "false".to_string())]);
+    out.insert(Model::AudioLdm, random(audioldm::KIND, json(&audioldm_config()?)?, 4, fixed, extra));
+    Ok(out)
+}
+
+/// A pipeline on the demo packs.
+pub fn pipeline(gpu: &Gpu, seed: u64, record: bool) -> Result<(Pipeline, BTreeMap<Model, Weights>)> {
+    let packs = packs(gpu, seed, record)?;
+    let mut p = Pipeline::new(gpu);
+    for (m, w) in &packs {
+        p.set_pack(*m, PackSource::Weights(w.clone()));
+    }
+    Ok((p, packs))
+}
+
+/// Load every model from recording demo packs and write them as pack files
+/// `<dir>/<manifest>.safetensors`, the layout [`Pipeline::use_models_dir`] reads.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_packs(gpu: &Gpu, seed: u64, dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let packs = packs(gpu, seed, true)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let mut written = vec![];
+    for (m, w) in &packs {
+        let bytes = match m {
+            Model::Detector => yolo::random_pack(&yolo_config(), seed, true)?,
+            Model::Clip => {
+                clip::ClipVision::load(w)?;
+                w.random_to_pack()?
+            }
+            Model::Ssv2a => {
+                ssv2a::Ssv2a::load(w)?;
+                w.random_to_pack()?
+            }
+            Model::Aggregator => {
+                ssv2a::Aggregator::load(w)?;
+                w.random_to_pack()?
+            }
+            Model::AudioLdm => {
+                audioldm::AudioLdm::load(w)?;
+                // The fixed tensors are only recorded when asked for; the uncond always is.
+                w.host(UNCOND_TENSOR, &[DEMO_DIM])?;
+                w.host("scale_factor", &[])?;
+                w.random_to_pack()?
+            }
+        };
+        let path = dir.join(m.pack_file());
+        crate::audio::write_atomic(&path, &bytes)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// A synthetic street scene (sky, sun, buildings with windows, a road, a car, a tree), w × h.
+pub fn scene(w: usize, h: usize) -> RgbImage {
+    let mut data = vec![0u8; w * h * 3];
+    let put = |data: &mut Vec<u8>, x: usize, y: usize, c: [u8; 3]| {
+        let i = (y * w + x) * 3;
+        data[i..i + 3].copy_from_slice(&c);
+    };
+    let (wf, hf) = (w as f32, h as f32);
+    for y in 0..h {
+        for x in 0..w {
+            let (u, v) = (x as f32 / wf, y as f32 / hf);
+            let mut c = if v < 0.6 { [(110.0 + 100.0 * v) as u8, (160.0 + 60.0 * v) as u8, 235] } else { [70, 70, 75] };
+            if v > 0.78 && v < 0.8 && (x / 12) % 2 == 0 {
+                c = [230, 220, 120];
+            }
+            let (dx, dy) = (u - 0.82, v - 0.15);
+            if dx * dx + dy * dy < 0.004 {
+                c = [255, 225, 90];
+            }
+            for (bx0, bx1, top) in [(0.05f32, 0.22f32, 0.25f32), (0.25, 0.4, 0.35), (0.44, 0.58, 0.18)] {
+                if u > bx0 && u < bx1 && v > top && v < 0.6 {
+                    let win = ((u - bx0) * wf) as usize % 10 < 5 && ((v - top) * hf) as usize % 12 < 6;
+                    c = if win { [250, 240, 170] } else { [120, 90, 80] };
+                }
+            }
+            if u > 0.3 && u < 0.5 && v > 0.66 && v < 0.76 {
+                c = [200, 30, 40];
+            }
+            for wx in [0.34f32, 0.46] {
+                let (dx, dy) = (u - wx, v - 0.77);
+                if dx * dx + dy * dy < 0.0007 {
+                    c = [20, 20, 20];
+                }
+            }
+            if u > 0.68 && u < 0.71 && v > 0.42 && v < 0.62 {
+                c = [90, 60, 30];
+            }
+            let (dx, dy) = (u - 0.695, v - 0.36);
+            if dx * dx + 0.5 * dy * dy < 0.005 {
+                c = [40, 130, 50];
+            }
+            put(&mut data, x, y, c);
+        }
+    }
+    RgbImage { width: w, height: h, data }
+}

@@ -1,0 +1,927 @@
+//! The generation pipeline: sound sources → CLAP embedding → waveform, as the official SSV2A
+//! runs it (../shared/spec/ssv2a.md §1), with the official bugs fixed.
+//!
+//! One [`Pipeline`] owns the packs and the models loaded from them. Models are loaded when a
+//! run first needs them and stay loaded until [`Pipeline::release`] (or, with
+//! [`Settings::release_after_use`], until the run no longer needs them).
+//!
+//! Modes, chosen from the [`Request`]:
+//! - **image to audio** (one image, nothing else; `image_to_audio`): YOLO finds the sources
+//!   (or the caller gives them, see [`SourceBox`]), each crop and the whole image go through
+//!   CLIP, slot 0 = the image, slots 1.. = the sources, Cycle Mix, AudioLDM.
+//! - **composition** (several images, or any text or audio; `srcs_to_audio`): each image is one
+//!   source embedded whole (no detection, as upstream), slot 0 empty. Text sources need CLIP's
+//!   text tower and the DALLE-2 prior, audio sources the CLAP audio tower: neither is in this
+//!   version, so such requests fail with [`Error::Format`] naming the missing encoder (after
+//!   every input has been decoded and checked).
+//! - **video to audio** (`video_to_audio`): image to audio on each frame (one batched Cycle
+//!   Mix), the Temporal Aggregation module, AudioLDM.
+//!
+//! Official bugs not reproduced (each has a test in `tests/pipeline.rs`): lists of multimodal
+//! sources work; each audio source gets its own slot ([`MixInput::multimodal`]); crops live in
+//! memory, so `.jpg` inputs keep every crop; the seed reaches AudioLDM (upstream it is always 42).
+//!
+//! Not reproduced either, by choice: AudioLDM's CLAP re-ranking of its 3 candidates (needs the
+//! CLAP audio tower; candidate 0 is kept, see [`GenerateSettings::candidates`]), and the
+//! random choice of 63 sources when more are given (the best-scoring are kept).
+//!
+//! The unconditional embedding of classifier-free guidance is the CLAP text embedding of `""`.
+//! Until the CLAP text tower lands it is read from the AudioLDM pack (tensor
+//! [`UNCOND_TENSOR`]) or given with [`Pipeline::set_uncond`].
+
+pub mod demo;
+
+use std::collections::BTreeMap;
+
+use crate::image::{RgbImage, RgbaImage};
+use crate::models::audioldm::{self, AudioLdm, GenerateSettings};
+use crate::models::clip::{ClipImage, ClipVision};
+use crate::models::detect::{self, crop_source, Detector, MAX_SOURCES};
+use crate::models::ssv2a::cycle_mix::{CycleMixOptions, MixInput};
+use crate::models::ssv2a::aggregator::AggregatorMode;
+use crate::models::ssv2a::{Aggregator, Ssv2a};
+use crate::rng::Rng;
+use crate::{Error, Gpu, HostTensor, Result, Tensor, Weights};
+
+/// Name of the stored unconditional embedding in an AudioLDM pack ([film_dim], unit norm).
+pub const UNCOND_TENSOR: &str = "uncond_embedding";
+
+/// Output sample rate (AudioLDM's vocoder).
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// The model families a pipeline uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Model {
+    Detector,
+    Clip,
+    Ssv2a,
+    AudioLdm,
+    Aggregator,
+}
+
+impl Model {
+    pub const ALL: [Model; 5] = [Model::Detector, Model::Clip, Model::Ssv2a, Model::AudioLdm, Model::Aggregator];
+
+    /// Pack kind (`ssv2a convert --kind`).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Model::Detector => crate::models::yolo::KIND,
+            Model::Clip => crate::models::clip::KIND,
+            Model::Ssv2a => crate::models::ssv2a::KIND,
+            Model::AudioLdm => audioldm::KIND,
+            Model::Aggregator => crate::models::ssv2a::aggregator::KIND,
+        }
+    }
+
+    /// The model's manifest in `models/` (what `ssv2a fetch` installs).
+    pub fn manifest(self) -> &'static str {
+        match self {
+            Model::Detector => "yolov8x-oiv7",
+            Model::Clip => "clip-vit-l14",
+            Model::Ssv2a => "ssv2a",
+            Model::AudioLdm => "audioldm-s-full-v2",
+            Model::Aggregator => "aggregator",
+        }
+    }
+
+    /// File name of the installed pack (the manifests' `pack`).
+    pub fn pack_file(self) -> String {
+        format!("{}.safetensors", self.manifest())
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Model::Detector => "detector (YOLOv8)",
+            Model::Clip => "CLIP",
+            Model::Ssv2a => "SSV2A",
+            Model::AudioLdm => "AudioLDM",
+            Model::Aggregator => "temporal aggregator",
+        })
+    }
+}
+
+/// Where a model's weights come from.
+#[derive(Clone)]
+pub enum PackSource {
+    /// A pack file, read when the model is loaded (native).
+    #[cfg(not(target_arch = "wasm32"))]
+    File(std::path::PathBuf),
+    /// A pack already parsed (bytes from the web, or random weights).
+    Weights(Weights),
+}
+
+/// An image as decoded, keeping what CLIP preprocessing needs to match PIL.
+#[derive(Clone, Debug)]
+pub enum Picture {
+    Rgb(RgbImage),
+    /// Resized premultiplied for CLIP, as PIL resizes RGBA.
+    Rgba(RgbaImage),
+    /// A palette image expanded to RGB (PIL resizes it with NEAREST).
+    Palette(RgbImage),
+}
+
+impl Picture {
+    /// RGB with alpha dropped (what detection and crops see).
+    pub fn to_rgb(&self) -> RgbImage {
+        match self {
+            Picture::Rgb(i) | Picture::Palette(i) => i.clone(),
+            Picture::Rgba(i) => RgbImage::from_rgba_drop_alpha(i),
+        }
+    }
+    fn clip(&self) -> ClipImage<'_> {
+        match self {
+            Picture::Rgb(i) => ClipImage::Rgb(i),
+            Picture::Rgba(i) => ClipImage::Rgba(i),
+            Picture::Palette(i) => ClipImage::Palette(i),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl From<crate::imageio::Decoded> for Picture {
+    fn from(d: crate::imageio::Decoded) -> Picture {
+        match d {
+            crate::imageio::Decoded::Rgb(i) => Picture::Rgb(i),
+            crate::imageio::Decoded::Rgba(i) => Picture::Rgba(i),
+            crate::imageio::Decoded::Palette(i) => Picture::Palette(i),
+        }
+    }
+}
+
+/// One sound source of an image: a box, what it is, and how much it counts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceBox {
+    /// x0, y0, x1, y1 in image pixels.
+    pub xyxy: [f32; 4],
+    /// Class name for detections; anything for user boxes.
+    pub label: String,
+    /// Detector confidence (None for user boxes).
+    pub score: Option<f32>,
+    /// Weight in the remixer (1 = the official computation; 0 silences the source). See
+    /// [`MixInput::weights`].
+    pub weight: f32,
+}
+
+/// An image input.
+#[derive(Clone, Debug)]
+pub struct ImageSource {
+    /// For messages and summaries (e.g. the file name).
+    pub name: String,
+    pub picture: Picture,
+    /// `None`: detect (the official behaviour). `Some`: exactly these sources, e.g. the
+    /// detections of [`Pipeline::detect`] with some dropped, some added, weights changed.
+    pub sources: Option<Vec<SourceBox>>,
+    /// Weight of the whole image (composition: its slot; image to audio: slot 0).
+    pub weight: f32,
+}
+
+impl ImageSource {
+    pub fn new(name: impl Into<String>, picture: Picture) -> ImageSource {
+        ImageSource { name: name.into(), picture, sources: None, weight: 1.0 }
+    }
+}
+
+/// An audio input (mono samples).
+#[derive(Clone, Debug)]
+pub struct AudioClip {
+    pub name: String,
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+}
+
+/// A video input as its frames (the official 64 evenly spaced frames, 512×512; see
+/// [`crate::video::extract_frames`] natively).
+#[derive(Clone, Debug)]
+pub struct VideoFrames {
+    pub name: String,
+    pub frames: Vec<RgbImage>,
+}
+
+/// What to turn into sound.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub images: Vec<ImageSource>,
+    pub texts: Vec<String>,
+    pub audios: Vec<AudioClip>,
+    pub video: Option<VideoFrames>,
+}
+
+/// How a request is interpreted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    ImageToAudio,
+    Composition,
+    VideoToAudio,
+}
+
+impl Request {
+    pub fn mode(&self) -> Result<Mode> {
+        const OP: &str = "request";
+        if self.video.is_some() {
+            if !self.images.is_empty() || !self.texts.is_empty() || !self.audios.is_empty() {
+                return Err(Error::arg(OP, "a video cannot be combined with other sources"));
+            }
+            return Ok(Mode::VideoToAudio);
+        }
+        match (self.images.len(), self.texts.len() + self.audios.len()) {
+            (0, 0) => Err(Error::arg(OP, "no sources: give an image, a text, an audio clip or a video")),
+            (1, 0) => Ok(Mode::ImageToAudio),
+            _ => {
+                if self.images.iter().any(|i| i.sources.is_some()) {
+                    return Err(Error::arg(OP, "boxes apply to image-to-audio (one image, no other sources); a composition embeds each image whole"));
+                }
+                Ok(Mode::Composition)
+            }
+        }
+    }
+}
+
+/// Everything a run can be tuned with. [`Settings::official`] is the official CLI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub detect: detect::Settings,
+    pub cycle: CycleMixOptions,
+    /// Sampler, steps, guidance, candidates, duration. Its `seed` is overwritten by
+    /// [`Settings::seed`].
+    pub generate: GenerateSettings,
+    /// One seed for the whole run (Cycle Mix noise and AudioLDM), deterministic on a given
+    /// adapter. Upstream: 42, and AudioLDM ignores `--seed`; here it does not.
+    pub seed: u64,
+    /// Gaussian samples averaged by the temporal aggregator (official: 1).
+    pub aggregator_var_samples: usize,
+    /// Keep the aggregator's dropout active, as the official code (left in train mode) does.
+    pub aggregator_dropout: bool,
+    /// Release each model as soon as the run no longer needs it (lower peak memory; the next
+    /// run reloads).
+    pub release_after_use: bool,
+}
+
+impl Settings {
+    /// The official CLI: var_samples 64, Cycle Mix 64 its × 64 candidates, DDIM 200 steps
+    /// (η = 1), guidance 2.5, 3 AudioLDM candidates, 10 s, seed 42; detection as `ssv2a.json`.
+    pub fn official() -> Settings {
+        Settings {
+            detect: detect::Settings::ssv2a(),
+            cycle: CycleMixOptions::default(),
+            generate: GenerateSettings::default(),
+            seed: 42,
+            aggregator_var_samples: 1,
+            aggregator_dropout: false,
+            release_after_use: false,
+        }
+    }
+
+    /// Faster: DPM-Solver++(2M) 25 steps, 1 AudioLDM candidate, Cycle Mix 8 rounds × 16
+    /// candidates with collapsed variational sampling (the same distribution as averaging 64
+    /// draws). The speed-up is measured by `ssv2a demo --preset fast` and in the notes; its
+    /// effect on quality can only be judged with the real weights.
+    pub fn fast() -> Settings {
+        let mut s = Settings::official();
+        s.cycle.its = 7;
+        s.cycle.samples = 16;
+        s.cycle.collapsed_sampling = true;
+        s.generate.method = audioldm::sampler::Method::DpmSolverPp { spacing: audioldm::sampler::Spacing::Leading { steps_offset: 1 } };
+        s.generate.steps = 25;
+        s.generate.candidates = 1;
+        s
+    }
+
+    /// `official` or `fast`.
+    pub fn preset(name: &str) -> Result<Settings> {
+        match name {
+            "official" => Ok(Settings::official()),
+            "fast" => Ok(Settings::fast()),
+            other => Err(Error::arg("settings", format!("unknown preset `{other}` (official, fast)"))),
+        }
+    }
+
+    /// Reject bad values before any work starts.
+    pub fn check(&self) -> Result<()> {
+        const OP: &str = "settings";
+        self.detect.check()?;
+        audioldm::latent_frames(self.generate.duration_s, 1, AudioLdm::MAX_DURATION_S)?;
+        if self.generate.steps == 0 || self.generate.steps > 1000 {
+            return Err(Error::arg(OP, format!("{} sampler steps: 1..=1000", self.generate.steps)));
+        }
+        if !self.generate.guidance.is_finite() {
+            return Err(Error::arg(OP, "guidance must be a finite number"));
+        }
+        if self.generate.candidates == 0 || self.generate.candidates > 16 {
+            return Err(Error::arg(OP, format!("{} candidates: 1..=16", self.generate.candidates)));
+        }
+        if self.cycle.samples == 0 || self.cycle.var_samples == 0 || self.cycle.its > 10_000 || self.cycle.samples > 4096 {
+            return Err(Error::arg(OP, "Cycle Mix needs 1..=4096 candidates, ≥ 1 var_samples and at most 10000 rounds"));
+        }
+        if self.aggregator_var_samples == 0 {
+            return Err(Error::arg(OP, "aggregator var_samples must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Load(Model),
+    Detect,
+    Clip,
+    CycleMix,
+    Aggregate,
+    /// Sampler steps.
+    Diffusion,
+    /// VAE decoder and vocoder.
+    Decode,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stage::Load(m) => write!(f, "load {m}"),
+            Stage::Detect => f.write_str("detect"),
+            Stage::Clip => f.write_str("CLIP"),
+            Stage::CycleMix => f.write_str("Cycle Mix"),
+            Stage::Aggregate => f.write_str("aggregate"),
+            Stage::Diffusion => f.write_str("diffusion"),
+            Stage::Decode => f.write_str("decode"),
+        }
+    }
+}
+
+/// A progress event: `done` of `total` units of `stage` (0 of n when it starts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub stage: Stage,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// A source as it went into the remixer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UsedSource {
+    /// "image", a class name, or "box" for user boxes.
+    pub label: String,
+    pub xyxy: Option<[f32; 4]>,
+    pub score: Option<f32>,
+    pub weight: f32,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// Mono, [`SAMPLE_RATE`] Hz, float (not clipped).
+    pub waveform: Vec<f32>,
+    pub sample_rate: u32,
+    pub mode: Mode,
+    /// Per scene (one, or one per video frame): the sources in slot order.
+    pub sources: Vec<Vec<UsedSource>>,
+    /// The CLAP-space embedding AudioLDM was conditioned on.
+    pub clap: Vec<f32>,
+    /// Seconds per stage, in order.
+    pub timings: Vec<(Stage, f64)>,
+    /// Peak GPU memory of the run (allocated by ssv2a's pool, bytes).
+    pub peak_gpu_bytes: u64,
+}
+
+/// Monotonic seconds (performance.now() in the browser).
+pub fn now_s() -> f64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Date::now() / 1000.0
+    }
+}
+
+/// The packs and the models loaded from them.
+pub struct Pipeline {
+    gpu: Gpu,
+    packs: BTreeMap<Model, PackSource>,
+    detector: Option<Detector>,
+    clip: Option<ClipVision>,
+    ssv2a: Option<Ssv2a>,
+    audioldm: Option<(AudioLdm, Option<Vec<f32>>)>,
+    aggregator: Option<Aggregator>,
+    uncond: Option<Vec<f32>>,
+}
+
+/// Progress and cancellation of one run.
+struct Run<'a> {
+    progress: &'a mut dyn FnMut(Event),
+    cancel: &'a dyn Fn() -> bool,
+    timings: Vec<(Stage, f64)>,
+}
+
+impl Run<'_> {
+    fn event(&mut self, stage: Stage, done: usize, total: usize) {
+        (self.progress)(Event { stage, done, total });
+    }
+    fn check(&self) -> Result<()> {
+        if (self.cancel)() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+    fn time(&mut self, stage: Stage, t0: f64) {
+        self.timings.push((stage, now_s() - t0));
+    }
+}
+
+impl Pipeline {
+    pub fn new(gpu: &Gpu) -> Pipeline {
+        Pipeline { gpu: gpu.clone(), packs: BTreeMap::new(), detector: None, clip: None, ssv2a: None, audioldm: None, aggregator: None, uncond: None }
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Set (or replace) a model's pack; a loaded model of that family is released.
+    pub fn set_pack(&mut self, model: Model, source: PackSource) {
+        self.release(model);
+        self.packs.insert(model, source);
+    }
+
+    /// The installed packs of a models folder (`ssv2a fetch`'s layout: `<dir>/<manifest>.safetensors`);
+    /// missing ones are left out (a run that needs one says which).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn use_models_dir(&mut self, dir: &std::path::Path) {
+        for m in Model::ALL {
+            let p = dir.join(m.pack_file());
+            if p.is_file() {
+                self.set_pack(m, PackSource::File(p));
+            }
+        }
+    }
+
+    /// Which models have a pack.
+    pub fn has_pack(&self, model: Model) -> bool {
+        self.packs.contains_key(&model)
+    }
+
+    /// The unconditional embedding for classifier-free guidance (overrides the pack's).
+    pub fn set_uncond(&mut self, uncond: Vec<f32>) {
+        self.uncond = Some(uncond);
+    }
+
+    /// Drop a loaded model (its GPU memory returns to the pool).
+    pub fn release(&mut self, model: Model) {
+        match model {
+            Model::Detector => self.detector = None,
+            Model::Clip => self.clip = None,
+            Model::Ssv2a => self.ssv2a = None,
+            Model::AudioLdm => self.audioldm = None,
+            Model::Aggregator => self.aggregator = None,
+        }
+    }
+
+    pub fn is_loaded(&self, model: Model) -> bool {
+        match model {
+            Model::Detector => self.detector.is_some(),
+            Model::Clip => self.clip.is_some(),
+            Model::Ssv2a => self.ssv2a.is_some(),
+            Model::AudioLdm => self.audioldm.is_some(),
+            Model::Aggregator => self.aggregator.is_some(),
+        }
+    }
+
+    fn weights(&self, model: Model) -> Result<Weights> {
+        let src = self.packs.get(&model).ok_or_else(|| {
+            Error::Format(format!(
+                "no {model} weights: install them with `ssv2a fetch {}` (pack `{}`), or run `ssv2a demo` to try the pipeline on random weights",
+                model.manifest(),
+                model.pack_file()
+            ))
+        })?;
+        let w = match src {
+            #[cfg(not(target_arch = "wasm32"))]
+            PackSource::File(p) => Weights::from_file(&self.gpu, p)?,
+            PackSource::Weights(w) => w.clone(),
+        };
+        w.expect_kind(model.kind())?;
+        Ok(w)
+    }
+
+    /// Check that every pack `models` need is present and of the right kind and format version,
+    /// reading only the headers of pack files.
+    pub fn check_packs(&self, models: &[Model]) -> Result<()> {
+        for &m in models {
+            match self.packs.get(&m) {
+                None => {
+                    self.weights(m)?;
+                }
+                #[cfg(not(target_arch = "wasm32"))]
+                Some(PackSource::File(p)) => check_pack_header(p, m.kind())?,
+                Some(PackSource::Weights(w)) => w.expect_kind(m.kind())?,
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, model: Model, run: &mut Run) -> Result<()> {
+        if self.is_loaded(model) {
+            return Ok(());
+        }
+        run.check()?;
+        let t0 = now_s();
+        run.event(Stage::Load(model), 0, 1);
+        let w = self.weights(model)?;
+        match model {
+            Model::Detector => self.detector = Some(Detector::load(&w)?),
+            Model::Clip => self.clip = Some(ClipVision::load(&w)?),
+            Model::Ssv2a => self.ssv2a = Some(Ssv2a::load(&w)?),
+            Model::AudioLdm => {
+                let ldm = AudioLdm::load(&w)?;
+                let fd = ldm.unet.config.film_dim();
+                let uncond = if w.contains(UNCOND_TENSOR) { Some(w.host(UNCOND_TENSOR, &[fd])?.data) } else { None };
+                self.audioldm = Some((ldm, uncond));
+            }
+            Model::Aggregator => self.aggregator = Some(Aggregator::load(&w)?),
+        }
+        run.event(Stage::Load(model), 1, 1);
+        run.time(Stage::Load(model), t0);
+        Ok(())
+    }
+
+    /// The official detection on one image: its sources, best first, as editable boxes.
+    pub async fn detect(&mut self, image: &RgbImage, settings: &detect::Settings) -> Result<Vec<SourceBox>> {
+        let mut run = Run { progress: &mut |_| {}, cancel: &|| false, timings: vec![] };
+        self.load(Model::Detector, &mut run)?;
+        let det = self.detector.as_ref().ok_or_else(|| Error::Format("detector not loaded".into()))?;
+        let found = det.sources(&self.gpu, std::slice::from_ref(image), settings).await?;
+        Ok(found.into_iter().flatten().map(|s| SourceBox { xyxy: s.detection.xyxy, label: s.detection.name, score: Some(s.detection.score), weight: 1.0 }).collect())
+    }
+
+    /// The models a request needs.
+    pub fn needs(request: &Request) -> Result<Vec<Model>> {
+        let mode = request.mode()?;
+        let mut m = vec![];
+        let detects = match mode {
+            Mode::ImageToAudio => request.images[0].sources.is_none(),
+            Mode::VideoToAudio => true,
+            Mode::Composition => false,
+        };
+        if detects {
+            m.push(Model::Detector);
+        }
+        m.extend([Model::Clip, Model::Ssv2a]);
+        if mode == Mode::VideoToAudio {
+            m.push(Model::Aggregator);
+        }
+        m.push(Model::AudioLdm);
+        Ok(m)
+    }
+
+    /// Run a request. `progress` gets an [`Event`] at the start and end of every stage and
+    /// after every Cycle Mix round and sampler step; `cancel` is polled as often and stops the
+    /// run with [`Error::Cancelled`].
+    pub async fn generate(&mut self, request: &Request, settings: &Settings, progress: &mut dyn FnMut(Event), cancel: &dyn Fn() -> bool) -> Result<Output> {
+        settings.check()?;
+        let mode = request.mode()?;
+        check_inputs(request)?;
+        if !request.texts.is_empty() {
+            return Err(Error::Format(
+                "text sources need CLIP's text tower and the DALLE-2 prior, which this version of ssv2a does not have yet".into(),
+            ));
+        }
+        if !request.audios.is_empty() {
+            return Err(Error::Format("audio sources need the CLAP audio tower, which this version of ssv2a does not have yet".into()));
+        }
+        let needs = Self::needs(request)?;
+        self.check_packs(&needs)?;
+        self.gpu.reset_peak();
+        let mut run = Run { progress, cancel, timings: vec![] };
+        let mut noise = Rng::new(settings.seed);
+        let (clap, sources) = match mode {
+            Mode::ImageToAudio => self.image_clap(&request.images[0], settings, &mut noise, &mut run).await?,
+            Mode::Composition => self.composition_clap(&request.images, settings, &mut noise, &mut run).await?,
+            Mode::VideoToAudio => {
+                let v = request.video.as_ref().ok_or_else(|| Error::arg("request", "no video"))?;
+                self.video_clap(v, settings, &mut noise, &mut run).await?
+            }
+        };
+        if settings.release_after_use {
+            for m in [Model::Detector, Model::Clip, Model::Ssv2a, Model::Aggregator] {
+                self.release(m);
+            }
+        }
+        let waveform = self.audio(&clap, settings, &mut run).await?;
+        if settings.release_after_use {
+            self.release(Model::AudioLdm);
+        }
+        let peak = self.gpu.memory().peak_allocated;
+        Ok(Output { waveform, sample_rate: SAMPLE_RATE, mode, sources, clap, timings: run.timings, peak_gpu_bytes: peak })
+    }
+
+    /// Sources of one image (given or detected), with their crops.
+    async fn image_sources(&mut self, images: &[&RgbImage], given: Option<&[SourceBox]>, settings: &Settings, run: &mut Run<'_>) -> Result<Vec<Vec<(SourceBox, RgbImage)>>> {
+        let first = images.first().ok_or_else(|| Error::arg("detect", "no images"))?;
+        let size = (first.width, first.height);
+        if let Some(boxes) = given {
+            let img = images[0];
+            if boxes.len() > MAX_SOURCES {
+                return Err(Error::arg("sources", format!("{} sources: at most {MAX_SOURCES} fit the remixer's slots", boxes.len())));
+            }
+            let mut out = vec![];
+            for (i, b) in boxes.iter().enumerate() {
+                check_box(b, img, i)?;
+                out.push((b.clone(), crop_source(img, b.xyxy, size, settings.detect.crop)?));
+            }
+            return Ok(vec![out]);
+        }
+        self.load(Model::Detector, run)?;
+        run.check()?;
+        let t0 = now_s();
+        run.event(Stage::Detect, 0, images.len());
+        let det = self.detector.as_ref().ok_or_else(|| Error::Format("detector not loaded".into()))?;
+        let owned: Vec<RgbImage> = images.iter().map(|i| (*i).clone()).collect();
+        let found = det.sources(&self.gpu, &owned, &settings.detect).await?;
+        run.event(Stage::Detect, images.len(), images.len());
+        run.time(Stage::Detect, t0);
+        Ok(found
+            .into_iter()
+            .map(|srcs| {
+                detect::slot_sources(&srcs)
+                    .iter()
+                    .map(|s| (SourceBox { xyxy: s.detection.xyxy, label: s.detection.name.clone(), score: Some(s.detection.score), weight: 1.0 }, s.crop.clone()))
+                    .collect()
+            })
+            .collect())
+    }
+
+    async fn embed(&mut self, images: &[ClipImage<'_>], run: &mut Run<'_>) -> Result<HostTensor> {
+        self.load(Model::Clip, run)?;
+        run.check()?;
+        let t0 = now_s();
+        run.event(Stage::Clip, 0, images.len());
+        let clip = self.clip.as_ref().ok_or_else(|| Error::Format("CLIP not loaded".into()))?;
+        // Chunks bound the activation size (ViT-L/14 at 17 images is ~60 MB per activation).
+        let mut data = vec![];
+        let mut d = 0;
+        for chunk in images.chunks(17) {
+            let e = clip.embed_images(chunk).await?;
+            d = e.shape[1];
+            data.extend(e.data);
+            run.check()?;
+        }
+        run.event(Stage::Clip, images.len(), images.len());
+        run.time(Stage::Clip, t0);
+        HostTensor::new([images.len(), d], data)
+    }
+
+    async fn mix(&mut self, input: &MixInput, settings: &Settings, noise: &mut Rng, run: &mut Run<'_>) -> Result<HostTensor> {
+        self.load(Model::Ssv2a, run)?;
+        run.check()?;
+        let t0 = now_s();
+        let rounds = settings.cycle.its + 1;
+        run.event(Stage::CycleMix, 0, rounds);
+        let model = self.ssv2a.as_ref().ok_or_else(|| Error::Format("SSV2A not loaded".into()))?;
+        let cancel = run.cancel;
+        let progress = &mut *run.progress;
+        let out = model
+            .cycle_mix_with(input, &settings.cycle, noise, None, &mut |i, n| progress(Event { stage: Stage::CycleMix, done: i, total: n }), cancel)
+            .await?;
+        run.time(Stage::CycleMix, t0);
+        Ok(out)
+    }
+
+    fn ssv2a_dims(&mut self, run: &mut Run<'_>) -> Result<(usize, usize)> {
+        self.load(Model::Ssv2a, run)?;
+        let c = &self.ssv2a.as_ref().ok_or_else(|| Error::Format("SSV2A not loaded".into()))?.config;
+        Ok((c.clip_dim, c.remixer.slot))
+    }
+
+    /// Slot sequence of one image scene: [global, sources…] with weights.
+    fn scene_input(global: &[f32], sources: &[(SourceBox, Vec<f32>)], image_weight: f32, slot: usize) -> Result<MixInput> {
+        let rows: Vec<&[f32]> = sources.iter().map(|(_, e)| e.as_slice()).collect();
+        let mut input = MixInput::image(global, &rows, slot)?;
+        let mut w = vec![1f32; slot];
+        w[0] = image_weight;
+        for (k, (b, _)) in sources.iter().enumerate() {
+            w[k + 1] = b.weight;
+        }
+        if w.iter().any(|&x| x != 1.0) {
+            input.weights = Some(w);
+        }
+        Ok(input)
+    }
+
+    async fn image_clap(&mut self, image: &ImageSource, settings: &Settings, noise: &mut Rng, run: &mut Run<'_>) -> Result<(Vec<f32>, Vec<Vec<UsedSource>>)> {
+        let (clip_dim, slot) = self.ssv2a_dims(run)?;
+        let rgb = image.picture.to_rgb();
+        let mut found = self.image_sources(&[&rgb], image.sources.as_deref(), settings, run).await?;
+        let srcs = found.pop().unwrap_or_default();
+        if srcs.len() + 1 > slot {
+            return Err(Error::arg("sources", format!("{} sources do not fit the remixer's {slot} slots (slot 0 is the image)", srcs.len())));
+        }
+        let mut clip_in = vec![image.picture.clip()];
+        clip_in.extend(srcs.iter().map(|(_, c)| ClipImage::Rgb(c)));
+        let e = self.embed(&clip_in, run).await?;
+        check_dim(e.shape[1], clip_dim)?;
+        let rows: Vec<(SourceBox, Vec<f32>)> = srcs.iter().enumerate().map(|(k, (b, _))| (b.clone(), e.data[(k + 1) * clip_dim..(k + 2) * clip_dim].to_vec())).collect();
+        let input = Self::scene_input(&e.data[..clip_dim], &rows, image.weight, slot)?;
+        let clap = self.mix(&input, settings, noise, run).await?;
+        let mut used = vec![UsedSource { label: format!("image {}", image.name), xyxy: None, score: None, weight: image.weight }];
+        used.extend(srcs.iter().map(|(b, _)| UsedSource { label: b.label.clone(), xyxy: Some(b.xyxy), score: b.score, weight: b.weight }));
+        Ok((clap.data, vec![used]))
+    }
+
+    async fn composition_clap(&mut self, images: &[ImageSource], settings: &Settings, noise: &mut Rng, run: &mut Run<'_>) -> Result<(Vec<f32>, Vec<Vec<UsedSource>>)> {
+        let (clip_dim, slot) = self.ssv2a_dims(run)?;
+        if images.len() + 1 > slot {
+            return Err(Error::arg("sources", format!("{} images do not fit the remixer's {slot} slots (slot 0 stays empty)", images.len())));
+        }
+        let clip_in: Vec<ClipImage> = images.iter().map(|i| i.picture.clip()).collect();
+        let e = self.embed(&clip_in, run).await?;
+        check_dim(e.shape[1], clip_dim)?;
+        let rows: Vec<&[f32]> = e.data.chunks_exact(clip_dim).collect();
+        let manifold_dim = self.ssv2a.as_ref().map(|m| m.config.manifold_dim).unwrap_or(0);
+        let mut input = MixInput::multimodal(&rows, &[], slot, clip_dim, manifold_dim)?;
+        if images.iter().any(|i| i.weight != 1.0) {
+            let mut w = vec![1f32; slot];
+            for (k, i) in images.iter().enumerate() {
+                w[k + 1] = i.weight;
+            }
+            input.weights = Some(w);
+        }
+        let clap = self.mix(&input, settings, noise, run).await?;
+        let used = images.iter().map(|i| UsedSource { label: format!("image {}", i.name), xyxy: None, score: None, weight: i.weight }).collect();
+        Ok((clap.data, vec![used]))
+    }
+
+    async fn video_clap(&mut self, video: &VideoFrames, settings: &Settings, noise: &mut Rng, run: &mut Run<'_>) -> Result<(Vec<f32>, Vec<Vec<UsedSource>>)> {
+        let (clip_dim, slot) = self.ssv2a_dims(run)?;
+        if video.frames.is_empty() {
+            return Err(Error::arg("video", format!("{}: no frames", video.name)));
+        }
+        let refs: Vec<&RgbImage> = video.frames.iter().collect();
+        let per_frame = self.image_sources(&refs, None, settings, run).await?;
+        let mut clip_in = vec![];
+        for (f, srcs) in video.frames.iter().zip(&per_frame) {
+            clip_in.push(ClipImage::Rgb(f));
+            clip_in.extend(srcs.iter().map(|(_, c)| ClipImage::Rgb(c)));
+        }
+        let e = self.embed(&clip_in, run).await?;
+        check_dim(e.shape[1], clip_dim)?;
+        // One batched Cycle Mix over all frames ([F, slot, d]), as upstream.
+        let mut clips = vec![];
+        let mut used = vec![];
+        let mut row = 0;
+        for srcs in &per_frame {
+            let global = e.data[row * clip_dim..(row + 1) * clip_dim].to_vec();
+            let rows: Vec<(SourceBox, Vec<f32>)> = srcs.iter().enumerate().map(|(k, (b, _))| (b.clone(), e.data[(row + 1 + k) * clip_dim..(row + 2 + k) * clip_dim].to_vec())).collect();
+            row += 1 + srcs.len();
+            clips.extend(Self::scene_input(&global, &rows, 1.0, slot)?.clips.data);
+            let mut u = vec![UsedSource { label: "frame".into(), xyxy: None, score: None, weight: 1.0 }];
+            u.extend(srcs.iter().map(|(b, _)| UsedSource { label: b.label.clone(), xyxy: Some(b.xyxy), score: b.score, weight: 1.0 }));
+            used.push(u);
+        }
+        let f = video.frames.len();
+        let input = MixInput { clips: HostTensor::new([f, slot, clip_dim], clips)?, fixed_src: None, weights: None };
+        let claps = self.mix(&input, settings, noise, run).await?; // [F, C]
+        self.load(Model::Aggregator, run)?;
+        run.check()?;
+        let t0 = now_s();
+        run.event(Stage::Aggregate, 0, 1);
+        let agg = self.aggregator.as_ref().ok_or_else(|| Error::Format("aggregator not loaded".into()))?;
+        let c = claps.shape[1];
+        let t = Tensor::from_slice(&self.gpu, &claps.data, [1, f, c])?;
+        let mode = if settings.aggregator_dropout { AggregatorMode::OfficialTrainDropout } else { AggregatorMode::Eval };
+        let out = agg.sample(&t, settings.aggregator_var_samples, mode, noise).await?;
+        run.event(Stage::Aggregate, 1, 1);
+        run.time(Stage::Aggregate, t0);
+        Ok((out.data, used))
+    }
+
+    /// AudioLDM alone: a CLAP-space embedding → waveform with `settings.generate` and
+    /// `settings.seed`.
+    pub async fn clap_to_audio(&mut self, clap: &[f32], settings: &Settings, progress: &mut dyn FnMut(Event), cancel: &dyn Fn() -> bool) -> Result<Vec<f32>> {
+        settings.check()?;
+        let mut run = Run { progress, cancel, timings: vec![] };
+        self.audio(clap, settings, &mut run).await
+    }
+
+    async fn audio(&mut self, clap: &[f32], settings: &Settings, run: &mut Run<'_>) -> Result<Vec<f32>> {
+        self.load(Model::AudioLdm, run)?;
+        run.check()?;
+        let (ldm, pack_uncond) = self.audioldm.as_ref().ok_or_else(|| Error::Format("AudioLDM not loaded".into()))?;
+        let fd = ldm.unet.config.film_dim();
+        if clap.len() != fd {
+            return Err(Error::Format(format!(
+                "the SSV2A pack makes {}-d CLAP embeddings but the AudioLDM pack's UNet takes {fd}-d ones: the packs do not belong together",
+                clap.len()
+            )));
+        }
+        let uncond = self.uncond.as_ref().or(pack_uncond.as_ref()).ok_or_else(|| {
+            Error::Format(format!(
+                "the AudioLDM pack has no `{UNCOND_TENSOR}` (the CLAP text embedding of \"\", needed for classifier-free guidance) and none was given; \
+                 this version of ssv2a cannot compute it yet (no CLAP text tower): pass one with --uncond FILE"
+            ))
+        })?;
+        if uncond.len() != fd {
+            return Err(Error::Format(format!("the unconditional embedding has {} values, the UNet takes {fd}", uncond.len())));
+        }
+        let mut gs = settings.generate.clone();
+        gs.seed = settings.seed;
+        let emb = Tensor::from_slice(&self.gpu, clap, [1, fd])?;
+        let t0 = now_s();
+        let steps = gs.steps;
+        run.event(Stage::Diffusion, 0, steps);
+        let mut t_diffused = None;
+        let cancel = run.cancel;
+        let wav = {
+            let progress = &mut *run.progress;
+            let mut on_step = |p: audioldm::sampler::Progress| {
+                progress(Event { stage: Stage::Diffusion, done: p.step, total: p.steps });
+                if p.step == p.steps {
+                    t_diffused = Some(now_s());
+                    progress(Event { stage: Stage::Decode, done: 0, total: 1 });
+                }
+            };
+            ldm.generate(&emb, uncond, &gs, &mut on_step, cancel).await?
+        };
+        let samples = wav.to_vec().await?;
+        let t1 = now_s();
+        let td = t_diffused.unwrap_or(t1);
+        run.timings.push((Stage::Diffusion, td - t0));
+        run.timings.push((Stage::Decode, t1 - td));
+        run.event(Stage::Decode, 1, 1);
+        if samples.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Format("the generated waveform has NaN or infinite samples".into()));
+        }
+        Ok(samples)
+    }
+}
+
+fn check_dim(got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(Error::Format(format!("the CLIP pack makes {got}-d embeddings but the SSV2A pack takes {want}-d ones: the packs do not belong together")));
+    }
+    Ok(())
+}
+
+fn check_box(b: &SourceBox, img: &RgbImage, i: usize) -> Result<()> {
+    let [x0, y0, x1, y1] = b.xyxy;
+    let ok = b.xyxy.iter().all(|v| v.is_finite()) && x0 < x1 && y0 < y1 && x0 >= 0.0 && y0 >= 0.0 && x1 <= img.width as f32 && y1 <= img.height as f32;
+    if !ok {
+        return Err(Error::arg(
+            "sources",
+            format!("box {i} ({x0}, {y0}, {x1}, {y1}) must satisfy 0 ≤ x0 < x1 ≤ {} and 0 ≤ y0 < y1 ≤ {} (the image size)", img.width, img.height),
+        ));
+    }
+    if !b.weight.is_finite() || b.weight < 0.0 {
+        return Err(Error::arg("sources", format!("box {i}: weight {} must be a finite number ≥ 0", b.weight)));
+    }
+    Ok(())
+}
+
+fn check_inputs(r: &Request) -> Result<()> {
+    for i in &r.images {
+        if !i.weight.is_finite() || i.weight < 0.0 {
+            return Err(Error::arg("sources", format!("{}: weight {} must be a finite number ≥ 0", i.name, i.weight)));
+        }
+    }
+    for t in &r.texts {
+        if t.trim().is_empty() {
+            return Err(Error::arg("sources", "empty text source"));
+        }
+    }
+    for a in &r.audios {
+        if a.samples.is_empty() || a.sample_rate == 0 {
+            return Err(Error::arg("sources", format!("{}: empty audio", a.name)));
+        }
+        if a.samples.iter().any(|v| !v.is_finite()) {
+            return Err(Error::arg("sources", format!("{}: audio has NaN or infinite samples", a.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Check a pack file's header: ssv2a format, version and `kind` (reads only the header).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn check_pack_header(path: &std::path::Path, kind: &str) -> Result<()> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("reading weight pack {name}"), e))?;
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).map_err(|_| Error::Format(format!("{name}: not a safetensors file (shorter than 8 bytes)")))?;
+    let len = u64::from_le_bytes(n);
+    if len > 100 << 20 {
+        return Err(Error::Format(format!("{name}: not a safetensors file (header of {len} bytes)")));
+    }
+    let mut head = vec![0u8; 8 + len as usize];
+    head[..8].copy_from_slice(&n);
+    f.read_exact(&mut head[8..]).map_err(|_| Error::Format(format!("{name}: truncated safetensors header")))?;
+    let v: serde_json::Value = serde_json::from_slice(&head[8..]).map_err(|e| Error::Format(format!("{name}: not a safetensors file ({e})")))?;
+    let meta: BTreeMap<String, String> = v
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .unwrap_or_default();
+    crate::weights::check_pack_meta(&meta, &name, kind)
+}

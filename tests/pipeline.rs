@@ -1,0 +1,238 @@
+//! The generation pipeline end to end on the demo's random-weight packs (reduced sizes, real
+//! geometry): image → detection → crops → CLIP → Cycle Mix → AudioLDM → waveform, and the
+//! official bugs that must not come back.
+
+mod common;
+
+use ssv2a::image::RgbImage;
+use ssv2a::pipeline::{demo, AudioClip, ImageSource, Mode, Picture, Request, Settings, SourceBox, Stage, VideoFrames, SAMPLE_RATE};
+use ssv2a::Error;
+
+/// Small but complete settings: every stage runs, a few steps each.
+fn quick(seed: u64) -> Settings {
+    let mut s = Settings::fast();
+    s.seed = seed;
+    s.cycle.its = 2;
+    s.cycle.samples = 4;
+    s.cycle.var_samples = 4;
+    s.generate.steps = 3;
+    s.generate.candidates = 2;
+    s.generate.duration_s = 2.5;
+    s
+}
+
+fn image(name: &str, w: usize, h: usize) -> ImageSource {
+    ImageSource::new(name, Picture::Rgb(demo::scene(w, h)))
+}
+
+fn one(img: ImageSource) -> Request {
+    Request { images: vec![img], ..Request::default() }
+}
+
+/// Samples AudioLDM's decoder gives for `duration` s: T = int(25.6·d) latent frames, mel 4T
+/// frames, 160 samples per frame + 32 (HiFi-GAN's padding tail).
+fn expected_len(duration: f64) -> usize {
+    let t = (duration * 25.6) as usize;
+    160 * 4 * t + 32
+}
+
+#[test]
+fn image_to_audio_is_deterministic_per_seed_and_the_seed_reaches_audioldm() {
+    let Some(gpu) = common::test_gpu() else { return };
+    let (mut p, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let req = one(image("street", 160, 120));
+    let mut events = vec![];
+    let a = pollster::block_on(p.generate(&req, &quick(1), &mut |e| events.push(e), &|| false)).unwrap();
+    assert_eq!(a.mode, Mode::ImageToAudio);
+    assert_eq!(a.sample_rate, SAMPLE_RATE);
+    assert_eq!(a.waveform.len(), expected_len(2.5));
+    assert!(a.waveform.iter().all(|v| v.is_finite()));
+    assert!(a.waveform.iter().any(|&v| v != 0.0));
+    assert!((a.clap.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-4, "the Cycle Mix CLAP is unit norm");
+    // Slot 0 is the image, then the detections (the random detector finds some in this scene).
+    assert!(a.sources[0][0].label.starts_with("image"));
+    assert!(a.sources[0].len() > 1, "no detections: {:?}", a.sources);
+    // Every stage reported, in order, with its timing.
+    let stages: Vec<Stage> = a.timings.iter().map(|(s, _)| *s).collect();
+    for s in [Stage::Detect, Stage::Clip, Stage::CycleMix, Stage::Diffusion, Stage::Decode] {
+        assert!(stages.contains(&s), "{s} missing from {stages:?}");
+        assert!(events.iter().any(|e| e.stage == s));
+    }
+    let steps: Vec<usize> = events.iter().filter(|e| e.stage == Stage::Diffusion).map(|e| e.done).collect();
+    assert_eq!(steps, vec![0, 1, 2, 3]);
+    assert!(a.peak_gpu_bytes > 0);
+
+    // Same seed, same pipeline: the same samples.
+    let b = pollster::block_on(p.generate(&req, &quick(1), &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(a.waveform, b.waveform);
+    assert_eq!(a.clap, b.clap);
+    // Another seed, another run.
+    let c = pollster::block_on(p.generate(&req, &quick(2), &mut |_| {}, &|| false)).unwrap();
+    assert_ne!(a.waveform, c.waveform);
+    let mut s3 = quick(1);
+    s3.generate.seed = 999; // ignored: Settings::seed is the one seed
+    let d = pollster::block_on(p.generate(&req, &s3, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(a.waveform, d.waveform);
+}
+
+#[test]
+fn audioldm_seed_alone_changes_the_sound() {
+    // The official `--seed` never reached AudioLDM (always 42): with one CLAP embedding, two
+    // seeds must give two waveforms, and one seed the same one twice.
+    let Some(gpu) = common::test_gpu() else { return };
+    let (mut p, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let mut clap = vec![0f32; demo::DEMO_DIM];
+    clap[3] = 1.0;
+    let mut s = quick(5);
+    s.generate.steps = 2;
+    let a = pollster::block_on(p.clap_to_audio(&clap, &s, &mut |_| {}, &|| false)).unwrap();
+    let a2 = pollster::block_on(p.clap_to_audio(&clap, &s, &mut |_| {}, &|| false)).unwrap();
+    s.seed = 6;
+    let b = pollster::block_on(p.clap_to_audio(&clap, &s, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(a, a2);
+    assert_ne!(a, b);
+    // A CLAP of the wrong width names both packs' sizes.
+    let e = pollster::block_on(p.clap_to_audio(&[1.0; 3], &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
+    assert!(e.contains("3-d") && e.contains("64-d"), "{e}");
+}
+
+#[test]
+fn user_sources_replace_detection_and_weights_change_the_mix() {
+    let Some(gpu) = common::test_gpu() else { return };
+    let (mut p, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let base = image("street", 160, 120);
+    // The detections, edited: drop all but the first, add a box of our own.
+    let found = pollster::block_on(p.detect(&base.picture.to_rgb(), &Settings::official().detect)).unwrap();
+    assert!(!found.is_empty());
+    let mine = SourceBox { xyxy: [48.0, 79.0, 80.0, 92.0], label: "my car".into(), score: None, weight: 1.0 };
+    let mut img = base.clone();
+    img.sources = Some(vec![found[0].clone(), mine.clone()]);
+    let mut s = quick(3);
+    s.generate.steps = 1;
+    let a = pollster::block_on(p.generate(&one(img.clone()), &s, &mut |_| {}, &|| false)).unwrap();
+    let labels: Vec<&str> = a.sources[0].iter().map(|u| u.label.as_str()).collect();
+    assert_eq!(labels, vec!["image street", found[0].label.as_str(), "my car"]);
+    assert!(!a.timings.iter().any(|(st, _)| *st == Stage::Detect), "given sources skip detection");
+    // Weight 0 on our box changes the CLAP; weight 1 everywhere is the unweighted computation.
+    let mut w0 = img.clone();
+    w0.sources.as_mut().unwrap()[1].weight = 0.0;
+    let b = pollster::block_on(p.generate(&one(w0), &s, &mut |_| {}, &|| false)).unwrap();
+    assert_ne!(a.clap, b.clap);
+    // A box outside the image, or a negative weight, is a clear error.
+    let mut bad = img.clone();
+    bad.sources = Some(vec![SourceBox { xyxy: [10.0, 10.0, 500.0, 20.0], ..mine.clone() }]);
+    let e = pollster::block_on(p.generate(&one(bad), &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
+    assert!(e.contains("box 0") && e.contains("160"), "{e}");
+    let mut bad = img;
+    bad.sources = Some(vec![SourceBox { weight: -1.0, ..mine }]);
+    let e = pollster::block_on(p.generate(&one(bad), &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
+    assert!(e.contains("weight"), "{e}");
+}
+
+#[test]
+fn every_detected_source_of_a_jpeg_is_used() {
+    // Upstream, crops of a .jpg input were saved under one file name and overwrote each other,
+    // so only the last reached CLIP. Here each detection is its own source.
+    let Some(gpu) = common::test_gpu() else { return };
+    let (mut p, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let jpg = {
+        let img = demo::scene(160, 120);
+        let mut bytes = vec![];
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
+        enc.encode(&img.data, 160, 120, image::ExtendedColorType::Rgb8).unwrap();
+        ssv2a::imageio::decode(&bytes, "street.jpg").unwrap()
+    };
+    let img = ImageSource::new("street.jpg", jpg.into());
+    let found = pollster::block_on(p.detect(&img.picture.to_rgb(), &Settings::official().detect)).unwrap();
+    let mut s = quick(4);
+    s.generate.steps = 1;
+    let out = pollster::block_on(p.generate(&one(img), &s, &mut |_| {}, &|| false)).unwrap();
+    assert!(found.len() > 1, "need several detections for this test: {found:?}");
+    assert_eq!(out.sources[0].len(), found.len() + 1);
+    let boxes: Vec<[f32; 4]> = out.sources[0][1..].iter().map(|u| u.xyxy.unwrap()).collect();
+    assert_eq!(boxes, found.iter().map(|f| f.xyxy).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_list_of_images_is_a_composition_and_text_or_audio_sources_say_what_is_missing() {
+    let Some(gpu) = common::test_gpu() else { return };
+    let (mut p, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let mut s = quick(8);
+    s.generate.steps = 1;
+    // Upstream, `infer_mm2a.py` passed lists where dicts were expected and crashed.
+    let req = Request { images: vec![image("a", 64, 48), image("b", 80, 40)], ..Request::default() };
+    let out = pollster::block_on(p.generate(&req, &s, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(out.mode, Mode::Composition);
+    assert_eq!(out.sources[0].len(), 2);
+    assert!(!out.timings.iter().any(|(st, _)| *st == Stage::Detect), "compositions embed whole images");
+    assert_eq!(out.waveform.len(), expected_len(2.5));
+
+    let with_text = Request { images: vec![image("a", 64, 48)], texts: vec!["rain on a roof".into()], ..Request::default() };
+    let e = pollster::block_on(p.generate(&with_text, &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
+    assert!(e.contains("text tower") && e.contains("prior"), "{e}");
+    let clip = AudioClip { name: "a.wav".into(), samples: vec![0.1; 1600], sample_rate: 16000 };
+    let with_audio = Request { audios: vec![clip.clone(), clip], ..Request::default() };
+    let e = pollster::block_on(p.generate(&with_audio, &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
+    assert!(e.contains("CLAP audio tower"), "{e}");
+    // Each audio source gets its own slot (upstream they all overwrote one).
+    let codes = [vec![1.0f32; 4], vec![2.0f32; 4]];
+    let rows: Vec<&[f32]> = codes.iter().map(|c| c.as_slice()).collect();
+    let mix = ssv2a::models::ssv2a::MixInput::multimodal(&[], &rows, 8, 3, 4).unwrap();
+    let f = mix.fixed_src.unwrap();
+    assert_eq!(&f.data[4..8], &[1.0; 4]);
+    assert_eq!(&f.data[8..12], &[2.0; 4]);
+    // Nothing to do, or a video with other sources, is refused before any work.
+    assert!(Request::default().mode().is_err());
+}
+
+#[test]
+fn video_frames_go_through_cycle_mix_and_the_aggregator() {
+    let Some(gpu) = common::test_gpu() else { return };
+    let (mut p, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let frames: Vec<RgbImage> = (0..3).map(|i| demo::scene(96 + 32 * i, 64)).map(|f| f.resize_bicubic(64, 64).unwrap()).collect();
+    let req = Request { video: Some(VideoFrames { name: "clip.mp4".into(), frames }), ..Request::default() };
+    let mut s = quick(9);
+    s.generate.steps = 1;
+    let out = pollster::block_on(p.generate(&req, &s, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(out.mode, Mode::VideoToAudio);
+    assert_eq!(out.sources.len(), 3, "one scene per frame");
+    assert!(out.timings.iter().any(|(st, _)| *st == Stage::Aggregate));
+    assert!((out.clap.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-4);
+    let bad = Request { video: Some(VideoFrames { name: "v".into(), frames: vec![] }), images: vec![image("a", 32, 32)], ..Request::default() };
+    assert!(bad.mode().is_err());
+}
+
+#[test]
+fn cancel_stops_the_run_and_release_frees_models() {
+    let Some(gpu) = common::test_gpu() else { return };
+    let (mut p, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let req = one(image("street", 96, 64));
+    let rounds = std::cell::Cell::new(0);
+    let r = pollster::block_on(p.generate(
+        &req,
+        &quick(1),
+        &mut |e| {
+            if e.stage == Stage::CycleMix && e.done > 0 {
+                rounds.set(e.done)
+            }
+        },
+        &|| rounds.get() >= 1,
+    ));
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+    assert_eq!(rounds.get(), 1, "cancelled after the first round");
+    assert!(p.is_loaded(ssv2a::pipeline::Model::Ssv2a));
+    p.release(ssv2a::pipeline::Model::Ssv2a);
+    assert!(!p.is_loaded(ssv2a::pipeline::Model::Ssv2a));
+    // Bad settings fail before any work.
+    let mut s = quick(1);
+    s.generate.duration_s = 0.0;
+    assert!(pollster::block_on(p.generate(&req, &s, &mut |_| {}, &|| false)).is_err());
+    // release_after_use leaves nothing loaded.
+    let mut s = quick(1);
+    s.generate.steps = 1;
+    s.release_after_use = true;
+    pollster::block_on(p.generate(&req, &s, &mut |_| {}, &|| false)).unwrap();
+    for m in ssv2a::pipeline::Model::ALL {
+        assert!(!p.is_loaded(m), "{m} still loaded");
+    }
+}
