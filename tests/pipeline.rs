@@ -118,6 +118,12 @@ fn user_sources_replace_detection_and_weights_change_the_mix() {
     w0.sources.as_mut().unwrap()[1].weight = 0.0;
     let b = pollster::block_on(p.generate(&one(w0), &s, &mut |_| {}, &|| false)).unwrap();
     assert_ne!(a.clap, b.clap);
+    // No sources at all (as when nothing is detected): slot 0 alone, the image.
+    let mut none = img.clone();
+    none.sources = Some(vec![]);
+    let c = pollster::block_on(p.generate(&one(none), &s, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(c.sources[0].len(), 1);
+    assert!(c.waveform.iter().all(|v| v.is_finite()));
     // A box outside the image, or a negative weight, is a clear error.
     let mut bad = img.clone();
     bad.sources = Some(vec![SourceBox { xyxy: [10.0, 10.0, 500.0, 20.0], ..mine.clone() }]);

@@ -145,6 +145,10 @@ pub struct DemoArgs {
     /// Also write the random packs as files (DIR/<model>.safetensors), to try `generate --models DIR`.
     #[arg(long, value_name = "DIR")]
     write_packs: Option<PathBuf>,
+    /// Random weights at the released models' sizes instead (YOLOv8x, ViT-L/14, AudioLDM-S):
+    /// to measure memory and speed without checkpoints; slow on a CPU-emulated GPU.
+    #[arg(long)]
+    full_size: bool,
     #[command(flatten)]
     knobs: Knobs,
 }
@@ -348,7 +352,11 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
             eprintln!("wrote {}", p.display());
         }
     }
-    let (mut pipe, _packs) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false)?;
+    if a.full_size && a.write_packs.is_some() {
+        bail!("--write-packs writes the reduced-size packs; leave out --full-size");
+    }
+    let size = if a.full_size { demo::Size::Full } else { demo::Size::Demo };
+    let (mut pipe, _packs) = demo::pipeline_of(&gpu, demo::WEIGHTS_SEED, false, size)?;
     let req = Request { images: vec![image], ..Request::default() };
     let mut bars = Bars { quiet: a.knobs.quiet, bar: None };
     let out = pipe.generate(&req, &settings, &mut |e| bars.on(e), &|| false).await;

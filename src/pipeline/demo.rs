@@ -85,33 +85,61 @@ pub fn aggregator_config() -> AggregatorConfig {
     AggregatorConfig { emb_dim: DEMO_DIM, ..AggregatorConfig::official() }
 }
 
+/// Model sizes of the random packs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// Reduced widths, real geometry (the demo).
+    Demo,
+    /// The released models' configs (YOLOv8x-oiv7, ViT-L/14, SSV2A, AudioLDM-S-full-v2, the
+    /// aggregator): for memory and speed measurements without the checkpoints.
+    Full,
+}
+
 /// Seeded random packs for every model of the pipeline. With `record`, each pack keeps what
 /// the models took from it so that [`write_packs`] can save it after the models are loaded.
 pub fn packs(gpu: &Gpu, seed: u64, record: bool) -> Result<BTreeMap<Model, Weights>> {
+    packs_of(gpu, seed, record, Size::Demo)
+}
+
+/// [`packs`] at a given [`Size`].
+pub fn packs_of(gpu: &Gpu, seed: u64, record: bool, size: Size) -> Result<BTreeMap<Model, Weights>> {
+    let full = size == Size::Full;
     let mut out = BTreeMap::new();
     let mut rng = Rng::new(seed ^ 0xd3e0);
-    out.insert(Model::Detector, Weights::from_bytes(gpu, yolo::random_pack(&yolo_config(), seed, true)?, "random yolo weights (demo)")?);
+    let ycfg = if full { yolo::Config::x_oiv7() } else { yolo_config() };
+    out.insert(Model::Detector, Weights::from_bytes(gpu, yolo::random_pack(&ycfg, seed, true)?, "random yolo weights")?);
     let random = |kind: &str, cfg: String, k: u64, fixed: BTreeMap<String, HostTensor>, extra: BTreeMap<String, String>| {
         Weights::random_with(gpu, kind, &cfg, seed.wrapping_add(k), true, fixed, extra, record)
     };
-    out.insert(Model::Clip, random(clip::KIND, json(&clip_config())?, 1, BTreeMap::new(), BTreeMap::new()));
-    out.insert(Model::Ssv2a, random(ssv2a::KIND, json(&ssv2a_config())?, 2, BTreeMap::new(), BTreeMap::new()));
-    out.insert(Model::Aggregator, random(ssv2a::aggregator::KIND, json(&aggregator_config())?, 3, BTreeMap::new(), BTreeMap::new()));
-    let mut uncond = rng.normals(DEMO_DIM);
+    let (ccfg, scfg, acfg, lcfg) = if full {
+        (clip::Config::vit_l14(), Ssv2aConfig::official(), AggregatorConfig::official(), audioldm::AudioLdmConfig::s_full_v2())
+    } else {
+        (clip_config(), ssv2a_config(), aggregator_config(), audioldm_config()?)
+    };
+    let dim = scfg.clap_dim;
+    out.insert(Model::Clip, random(clip::KIND, json(&ccfg)?, 1, BTreeMap::new(), BTreeMap::new()));
+    out.insert(Model::Ssv2a, random(ssv2a::KIND, json(&scfg)?, 2, BTreeMap::new(), BTreeMap::new()));
+    out.insert(Model::Aggregator, random(ssv2a::aggregator::KIND, json(&acfg)?, 3, BTreeMap::new(), BTreeMap::new()));
+    let mut uncond = rng.normals(dim);
     let norm = uncond.iter().map(|v| v * v).sum::<f32>().sqrt();
     uncond.iter_mut().for_each(|v| *v /= norm);
     let fixed = BTreeMap::from([
         ("scale_factor".to_string(), HostTensor::new(Vec::<usize>::new(), vec![1.0])?),
-        (UNCOND_TENSOR.to_string(), HostTensor::new([DEMO_DIM], uncond)?),
+        (UNCOND_TENSOR.to_string(), HostTensor::new([dim], uncond)?),
     ]);
     let extra = BTreeMap::from([("components".to_string(), "unet,vae,vocoder".to_string()), ("ema".to_string(), "false".to_string())]);
-    out.insert(Model::AudioLdm, random(audioldm::KIND, json(&audioldm_config()?)?, 4, fixed, extra));
+    out.insert(Model::AudioLdm, random(audioldm::KIND, json(&lcfg)?, 4, fixed, extra));
     Ok(out)
 }
 
 /// A pipeline on the demo packs.
 pub fn pipeline(gpu: &Gpu, seed: u64, record: bool) -> Result<(Pipeline, BTreeMap<Model, Weights>)> {
-    let packs = packs(gpu, seed, record)?;
+    pipeline_of(gpu, seed, record, Size::Demo)
+}
+
+/// A pipeline on random packs of `size`.
+pub fn pipeline_of(gpu: &Gpu, seed: u64, record: bool, size: Size) -> Result<(Pipeline, BTreeMap<Model, Weights>)> {
+    let packs = packs_of(gpu, seed, record, size)?;
     let mut p = Pipeline::new(gpu);
     for (m, w) in &packs {
         p.set_pack(*m, PackSource::Weights(w.clone()));
