@@ -59,3 +59,103 @@ impl Session {
         Ok(vec![dt, max_err])
     }
 }
+
+/// The generation pipeline for JavaScript: packs given as bytes (or the demo's random ones),
+/// images given as canvas RGBA pixels, audio returned as 16 kHz float samples.
+#[wasm_bindgen]
+pub struct Generator {
+    pipe: crate::pipeline::Pipeline,
+}
+
+fn model_named(name: &str) -> Result<crate::pipeline::Model, JsError> {
+    use crate::pipeline::Model;
+    Ok(match name {
+        "detector" | "yolo" => Model::Detector,
+        "clip" => Model::Clip,
+        "ssv2a" => Model::Ssv2a,
+        "audioldm" => Model::AudioLdm,
+        "aggregator" => Model::Aggregator,
+        other => return Err(JsError::new(&format!("unknown model `{other}` (detector, clip, ssv2a, audioldm, aggregator)"))),
+    })
+}
+
+#[wasm_bindgen]
+impl Generator {
+    /// An empty pipeline on the session's device: add packs with `set_pack`.
+    pub fn new(session: &Session) -> Generator {
+        Generator { pipe: crate::pipeline::Pipeline::new(&session.gpu) }
+    }
+
+    /// A pipeline on the demo's seeded random weights (reduced sizes; the sound is not meaningful).
+    pub fn demo(session: &Session) -> Result<Generator, JsError> {
+        let (pipe, _) = crate::pipeline::demo::pipeline(&session.gpu, crate::pipeline::demo::WEIGHTS_SEED, false).map_err(js)?;
+        Ok(Generator { pipe })
+    }
+
+    /// Use a converted pack (the bytes of a `.safetensors` file) for `model` (detector, clip,
+    /// ssv2a, audioldm, aggregator). The kind and format version are checked now.
+    pub fn set_pack(&mut self, model: &str, bytes: Vec<u8>, name: &str) -> Result<(), JsError> {
+        let m = model_named(model)?;
+        let w = crate::Weights::from_bytes(&self.pipe.gpu().clone(), bytes, name).map_err(js)?;
+        w.expect_kind(m.kind()).map_err(js)?;
+        self.pipe.set_pack(m, crate::pipeline::PackSource::Weights(w));
+        Ok(())
+    }
+
+    /// The unconditional embedding for guidance (the CLAP text embedding of "").
+    pub fn set_uncond(&mut self, uncond: Vec<f32>) {
+        self.pipe.set_uncond(uncond);
+    }
+
+    /// Free a model's GPU memory (it is loaded again when next needed).
+    pub fn release(&mut self, model: &str) -> Result<(), JsError> {
+        self.pipe.release(model_named(model)?);
+        Ok(())
+    }
+
+    /// Image to audio. `rgba`: width × height × 4 bytes (canvas `ImageData`, not premultiplied);
+    /// `options`: JSON (`preset`, `seed`, `steps`, `sampler`, `guidance`, `candidates`,
+    /// `duration`, `cycle_its`, `cycle_samples`, `var_samples`; default the fast preset);
+    /// `progress(stage, done, total)` is called as the run goes; `cancelled()` is polled between
+    /// rounds and steps and stops the run with an error "cancelled" when it returns true.
+    /// Returns the 16 kHz waveform.
+    pub async fn generate_image(
+        &mut self,
+        rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+        options: String,
+        progress: js_sys::Function,
+        cancelled: js_sys::Function,
+    ) -> Result<Vec<f32>, JsError> {
+        use crate::pipeline::{ImageSource, Picture, Request, Settings};
+        if width == 0 || height == 0 || rgba.len() != width * height * 4 {
+            return Err(JsError::new(&format!("image: {} bytes for {width}×{height} RGBA", rgba.len())));
+        }
+        if width * height > crate::image::MAX_PIXELS {
+            return Err(JsError::new(&format!("image: {width}×{height} is larger than {} pixels", crate::image::MAX_PIXELS)));
+        }
+        let opts: serde_json::Value = if options.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&options).map_err(|e| JsError::new(&format!("options: not JSON ({e})")))?
+        };
+        let settings = Settings::from_options(&opts, "fast").map_err(js)?;
+        let opaque = rgba.chunks_exact(4).all(|p| p[3] == 255);
+        let img = crate::image::RgbaImage { width, height, data: rgba };
+        let picture = if opaque { Picture::Rgb(crate::image::RgbImage::from_rgba_drop_alpha(&img)) } else { Picture::Rgba(img) };
+        let req = Request { images: vec![ImageSource::new("image", picture)], ..Request::default() };
+        let mut on = |e: crate::pipeline::Event| {
+            let _ = progress.call3(&JsValue::NULL, &JsValue::from_str(&e.stage.to_string()), &JsValue::from(e.done as u32), &JsValue::from(e.total as u32));
+        };
+        let stop = || cancelled.call0(&JsValue::NULL).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+        let out = self.pipe.generate(&req, &settings, &mut on, &stop).await.map_err(js)?;
+        Ok(out.waveform)
+    }
+}
+
+/// 16-bit PCM WAV bytes of float samples (for an `<audio>` element or a download).
+#[wasm_bindgen]
+pub fn encode_wav(samples: Vec<f32>, sample_rate: u32) -> Result<Vec<u8>, JsError> {
+    crate::audio::encode_wav(&samples, sample_rate, crate::audio::WavFormat::Pcm16).map_err(js)
+}

@@ -53,3 +53,23 @@ web_case!(sdpa_masks_in_browser, cases::attention::sdpa_masks);
 web_case!(sdpa_head_major_in_browser, cases::attention::sdpa_head_major);
 web_case!(feature_softmax_in_browser, cases::attention::feature_softmax);
 web_case!(efficient_attention_in_browser, cases::attention::efficient_attention);
+
+/// The whole pipeline in the browser on the demo's random weights (few steps): detection,
+/// crops, CLIP, Cycle Mix, AudioLDM, VAE, HiFi-GAN; deterministic for a seed.
+#[wasm_bindgen_test]
+async fn pipeline_in_browser() {
+    use ssv2a::pipeline::{demo, ImageSource, Picture, Request, Settings};
+    let g = gpu().await;
+    let (mut p, _) = demo::pipeline(&g, demo::WEIGHTS_SEED, false).unwrap();
+    let opts = serde_json::json!({"preset": "fast", "steps": 1, "cycle_its": 1, "cycle_samples": 2, "var_samples": 2, "duration": 2.5, "seed": 3});
+    let s = Settings::from_options(&opts, "official").unwrap();
+    let req = Request { images: vec![ImageSource::new("scene", Picture::Rgb(demo::scene(96, 64)))], ..Request::default() };
+    let mut events = 0;
+    let a = p.generate(&req, &s, &mut |_| events += 1, &|| false).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.waveform.len(), 160 * 4 * 64 + 32);
+    assert!(a.waveform.iter().all(|v| v.is_finite()));
+    assert!(events > 5);
+    let b = p.generate(&req, &s, &mut |_| {}, &|| false).await.unwrap();
+    assert_eq!(a.waveform, b.waveform);
+    assert!(Settings::from_options(&serde_json::json!({"stepz": 1}), "fast").is_err());
+}

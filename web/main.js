@@ -1,23 +1,70 @@
 // UI only: the worker owns the wasm instance and the GPU device.
 const log = document.getElementById("log");
-const button = document.getElementById("check");
+const check = document.getElementById("check");
+const generate = document.getElementById("generate");
+const cancel = document.getElementById("cancel");
+const stage = document.getElementById("stage");
+const bar = document.getElementById("bar");
 const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+
+function idle() {
+  check.disabled = false;
+  generate.disabled = false;
+  cancel.disabled = true;
+}
 
 worker.onmessage = ({ data }) => {
   if (data.type === "ready") {
     log.textContent = data.info;
-    button.disabled = false;
+    idle();
+  } else if (data.type === "progress") {
+    stage.textContent = `${data.stage} ${data.done}/${data.total} `;
+    bar.max = Math.max(1, data.total);
+    bar.value = data.done;
   } else if (data.type === "result") {
     log.textContent += "\n" + data.text;
-    button.disabled = false;
+    idle();
+  } else if (data.type === "audio") {
+    document.getElementById("audio").src = URL.createObjectURL(new Blob([data.wav], { type: "audio/wav" }));
+    log.textContent += "\n" + data.text;
+    idle();
   } else if (data.type === "error") {
     log.textContent += "\nerror: " + data.message;
-    button.disabled = false;
+    idle();
   }
-  document.title = data.type === "error" ? "error" : "done";
+  document.title = data.type === "error" ? "error" : data.type === "progress" ? "running" : "done";
 };
 
-button.onclick = () => {
-  button.disabled = true;
+check.onclick = () => {
+  check.disabled = true;
   worker.postMessage({ type: "check", m: 256, n: 256, k: 256 });
 };
+
+// The image is decoded by the browser and sent as RGBA pixels.
+async function pixels() {
+  const file = document.getElementById("image").files[0];
+  const bitmap = file ? await createImageBitmap(file) : null;
+  const w = bitmap ? bitmap.width : 320, h = bitmap ? bitmap.height : 240;
+  const canvas = new OffscreenCanvas(w, h);
+  const ctx = canvas.getContext("2d");
+  if (bitmap) {
+    ctx.drawImage(bitmap, 0, 0);
+  } else {
+    // No file chosen: a simple synthetic scene.
+    ctx.fillStyle = "#7fb0ea"; ctx.fillRect(0, 0, w, h * 0.6);
+    ctx.fillStyle = "#464650"; ctx.fillRect(0, h * 0.6, w, h * 0.4);
+    ctx.fillStyle = "#c81e28"; ctx.fillRect(w * 0.3, h * 0.66, w * 0.2, h * 0.1);
+  }
+  return { data: ctx.getImageData(0, 0, w, h).data, w, h };
+}
+
+generate.onclick = async () => {
+  generate.disabled = true;
+  check.disabled = true;
+  cancel.disabled = false;
+  const { data, w, h } = await pixels();
+  const options = JSON.stringify({ preset: document.getElementById("preset").value });
+  worker.postMessage({ type: "generate", rgba: data, width: w, height: h, options }, [data.buffer]);
+};
+
+cancel.onclick = () => worker.postMessage({ type: "cancel" });

@@ -1,7 +1,9 @@
 // Owns the wasm instance and the WebGPU device; talks to the page with messages.
-import init, { Session } from "./pkg/ssv2a.js";
+import init, { Session, Generator, encode_wav } from "./pkg/ssv2a.js";
 
 let session;
+let generator;
+let cancelled = false;
 
 async function boot() {
   try {
@@ -14,6 +16,10 @@ async function boot() {
 }
 
 onmessage = async ({ data }) => {
+  if (data.type === "cancel") {
+    cancelled = true; // polled by the running generation between rounds and steps
+    return;
+  }
   try {
     if (data.type === "check") {
       const [seconds, err] = await session.matmul_check(data.m, data.n, data.k, () => performance.now());
@@ -23,6 +29,20 @@ onmessage = async ({ data }) => {
         text: `matmul ${data.m}x${data.n}x${data.k} (fp16 weights): ${(seconds * 1e3).toFixed(1)} ms incl. readback, ` +
           `${gflops.toFixed(2)} GFLOP/s, max |error| vs CPU ${err.toExponential(1)}`,
       });
+    } else if (data.type === "generate") {
+      generator ??= Generator.demo(session);
+      cancelled = false;
+      const t0 = performance.now();
+      const wave = await generator.generate_image(
+        new Uint8Array(data.rgba), data.width, data.height, data.options,
+        (stage, done, total) => postMessage({ type: "progress", stage, done, total }),
+        () => cancelled,
+      );
+      const wav = encode_wav(wave, 16000);
+      postMessage({
+        type: "audio", wav,
+        text: `generated ${(wave.length / 16000).toFixed(2)} s of audio in ${((performance.now() - t0) / 1000).toFixed(1)} s (random demo weights)`,
+      }, [wav.buffer]);
     }
   } catch (e) {
     postMessage({ type: "error", message: String(e.message ?? e) });

@@ -297,6 +297,60 @@ impl Settings {
         }
     }
 
+    /// A preset with overrides from a JSON object (the web API's options): `preset`
+    /// ("official" | "fast"), `seed`, `steps`, `sampler` ("ddim" | "dpmpp"), `guidance`,
+    /// `candidates`, `duration`, `cycle_its`, `cycle_samples`, `var_samples`. Unknown keys are
+    /// an error.
+    pub fn from_options(v: &serde_json::Value, default_preset: &str) -> Result<Settings> {
+        const OP: &str = "options";
+        let o = match v {
+            serde_json::Value::Null => return Settings::preset(default_preset),
+            serde_json::Value::Object(o) => o,
+            _ => return Err(Error::arg(OP, "options must be a JSON object")),
+        };
+        let preset = match o.get("preset") {
+            None => default_preset,
+            Some(p) => p.as_str().ok_or_else(|| Error::arg(OP, "preset must be a string"))?,
+        };
+        let mut s = Settings::preset(preset)?;
+        let num = |k: &str, x: &serde_json::Value| x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| Error::arg(OP, format!("{k} must be a number")));
+        let count = |k: &str, x: &serde_json::Value| {
+            x.as_u64().map(|n| n as usize).ok_or_else(|| Error::arg(OP, format!("{k} must be a whole number ≥ 0")))
+        };
+        let mut steps_given = false;
+        for (k, x) in o {
+            match k.as_str() {
+                "preset" => {}
+                "seed" => s.seed = x.as_u64().ok_or_else(|| Error::arg(OP, "seed must be a whole number ≥ 0"))?,
+                "steps" => {
+                    s.generate.steps = count(k, x)?;
+                    steps_given = true;
+                }
+                "guidance" => s.generate.guidance = num(k, x)? as f32,
+                "candidates" => s.generate.candidates = count(k, x)?,
+                "duration" => s.generate.duration_s = num(k, x)?,
+                "cycle_its" => s.cycle.its = count(k, x)?,
+                "cycle_samples" => s.cycle.samples = count(k, x)?,
+                "var_samples" => s.cycle.var_samples = count(k, x)?,
+                "sampler" => {}
+                other => return Err(Error::arg(OP, format!("unknown option `{other}`"))),
+            }
+        }
+        if let Some(m) = o.get("sampler") {
+            let (method, steps) = match m.as_str() {
+                Some("ddim") => (audioldm::sampler::Method::Ddim { eta: 1.0 }, 200),
+                Some("dpmpp") => (audioldm::sampler::Method::DpmSolverPp { spacing: audioldm::sampler::Spacing::Leading { steps_offset: 1 } }, 25),
+                _ => return Err(Error::arg(OP, "sampler must be \"ddim\" or \"dpmpp\"")),
+            };
+            s.generate.method = method;
+            if !steps_given {
+                s.generate.steps = steps;
+            }
+        }
+        s.check()?;
+        Ok(s)
+    }
+
     /// Reject bad values before any work starts.
     pub fn check(&self) -> Result<()> {
         const OP: &str = "settings";
