@@ -8,25 +8,33 @@ use std::process::Command;
 use crate::image::RgbImage;
 use crate::{Error, Result};
 
-fn tool(name: &str) -> Result<Command> {
+fn tool(name: &str, path: &Path) -> Result<Command> {
     let probe = Command::new(name).arg("-version").output();
     match probe {
         Ok(o) if o.status.success() => Ok(Command::new(name)),
         _ => Err(Error::Format(format!(
-            "video input needs `{name}` on PATH (install FFmpeg, e.g. `apt-get install ffmpeg`), and it was not found"
+            "{}: video input needs `{name}` on PATH (install FFmpeg, e.g. `apt-get install ffmpeg`), and it was not found",
+            path.display()
         ))),
     }
 }
 
+/// A tool's stderr as one line (its last lines, joined), for error messages.
+fn one_line(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
 /// Number of video frames, by decoding the stream's packets (exact, unlike container metadata).
 pub fn frame_count(path: &Path) -> Result<usize> {
-    let out = tool("ffprobe")?
+    let out = tool("ffprobe", path)?
         .args(["-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets,width,height", "-of", "csv=p=0"])
         .arg(path)
         .output()
         .map_err(|e| Error::io(format!("running ffprobe on {}", path.display()), e))?;
     if !out.status.success() {
-        return Err(Error::Format(format!("{}: ffprobe cannot read it: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::Format(format!("{}: ffprobe cannot read it: {}", path.display(), one_line(&out.stderr))));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let n = text
@@ -63,14 +71,14 @@ pub fn extract_frames(path: &Path, n: usize, size: usize) -> Result<Vec<RgbImage
     unique.dedup();
     let select = unique.iter().map(|i| format!("eq(n\\,{i})")).collect::<Vec<_>>().join("+");
     let (w, h) = probe_size(path)?;
-    let out = tool("ffmpeg")?
+    let out = tool("ffmpeg", path)?
         .args(["-v", "error", "-nostdin", "-i"])
         .arg(path)
         .args(["-vf", &format!("select='{select}'"), "-vsync", "0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
         .output()
         .map_err(|e| Error::io(format!("running ffmpeg on {}", path.display()), e))?;
     if !out.status.success() {
-        return Err(Error::Format(format!("{}: ffmpeg failed: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::Format(format!("{}: ffmpeg failed: {}", path.display(), one_line(&out.stderr))));
     }
     let frame_bytes = w * h * 3;
     if frame_bytes == 0 || out.stdout.len() < frame_bytes * unique.len() {
@@ -93,7 +101,7 @@ pub fn extract_frames(path: &Path, n: usize, size: usize) -> Result<Vec<RgbImage
 }
 
 fn probe_size(path: &Path) -> Result<(usize, usize)> {
-    let out = tool("ffprobe")?
+    let out = tool("ffprobe", path)?
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0:s=x"])
         .arg(path)
         .output()

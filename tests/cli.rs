@@ -208,6 +208,10 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
     assert!(ok && err.contains("Composition"), "{err}");
     let (ok, stdout, err) = run(bin().arg("detect").arg(&img).arg("--weights").arg(packs.join("yolov8x-oiv7.safetensors")));
     assert!(ok && stdout.contains("source(s)"), "{err}");
+    let (ok, stdout, err) = run(bin().arg("info"));
+    assert!(ok && stdout.contains("Vulkan"), "{stdout}{err}");
+    let (ok, stdout, err) = run(bin().arg("models").arg("--models-dir").arg(&packs).env("HF_HUB_CACHE", dir.join("hub")));
+    assert!(ok && stdout.contains("audioldm-s-full-v2"), "{stdout}{err}");
 
     // Bad inputs: one line on stderr, non-zero exit, and the existing output left as it was.
     std::fs::write(&out, b"previous").unwrap();

@@ -50,6 +50,9 @@ pub struct Knobs {
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
+    /// Release each model as soon as the run no longer needs it (lower peak GPU memory).
+    #[arg(long)]
+    low_memory: bool,
 }
 
 impl Knobs {
@@ -87,6 +90,7 @@ impl Knobs {
         if let Some(v) = self.var_samples {
             s.cycle.var_samples = v;
         }
+        s.release_after_use = self.low_memory;
         s.check()?;
         Ok(s)
     }
@@ -209,10 +213,11 @@ impl Bars {
 fn summary(out: &Output, path: &Path) {
     let secs = out.waveform.len() as f64 / out.sample_rate as f64;
     eprintln!("mode: {:?}", out.mode);
-    for (i, scene) in out.sources.iter().enumerate() {
-        if out.sources.len() > 1 {
-            eprintln!("scene {i}:");
-        }
+    if out.sources.len() > 1 {
+        let counts: Vec<String> = out.sources.iter().map(|s| (s.len() - 1).to_string()).collect();
+        eprintln!("{} frames; sources per frame (besides the frame itself): {}", out.sources.len(), counts.join(" "));
+    }
+    for scene in out.sources.iter().take(1) {
         eprintln!("sources ({}):", scene.len());
         for (k, s) in scene.iter().enumerate() {
             let b = s.xyxy.map(|[a, b, c, d]| format!("  box {a:.0},{b:.0},{c:.0},{d:.0}")).unwrap_or_default();
@@ -295,7 +300,7 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         pipe.set_uncond(v);
     }
     if let Some(v) = &a.video {
-        let frames = ssv2a::video::extract_frames(v, 64, 512).with_context(|| format!("reading video {}", v.display()))?;
+        let frames = ssv2a::video::extract_frames(v, 64, 512)?;
         req.video = Some(VideoFrames { name: v.display().to_string(), frames });
     }
     let mut bars = Bars { quiet: a.knobs.quiet, bar: None };
@@ -342,10 +347,11 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let gpu = Gpu::new().await?;
     { let i = gpu.info(); eprintln!("ssv2a demo on {} ({:?})", i.name, i.backend); }
     eprintln!(
-        "The weights are RANDOM (weights seed {}, run seed {}), at reduced size: every stage of the pipeline runs, but the sound is not meaningful.\n\
+        "The weights are RANDOM (weights seed {}, run seed {}), {}: every stage of the pipeline runs, but the sound is not meaningful.\n\
          For real audio, install the official weights with `ssv2a fetch` and run `ssv2a generate --image IMAGE -o out.wav`.",
         demo::WEIGHTS_SEED,
-        a.knobs.seed
+        a.knobs.seed,
+        if a.full_size { "at the released models' sizes" } else { "at reduced size" }
     );
     if let Some(dir) = &a.write_packs {
         for p in demo::write_packs(&gpu, demo::WEIGHTS_SEED, dir)? {

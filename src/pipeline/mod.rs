@@ -523,14 +523,24 @@ impl Pipeline {
         self.uncond = Some(uncond);
     }
 
-    /// Drop a loaded model (its GPU memory returns to the pool).
+    /// Drop a loaded model and free the pool's unused buffers (its weights among them).
     pub fn release(&mut self, model: Model) {
+        let was = self.is_loaded(model);
         match model {
             Model::Detector => self.detector = None,
             Model::Clip => self.clip = None,
             Model::Ssv2a => self.ssv2a = None,
             Model::AudioLdm => self.audioldm = None,
             Model::Aggregator => self.aggregator = None,
+        }
+        if was {
+            self.gpu.trim_pool();
+        }
+    }
+
+    fn done_with(&mut self, model: Model, settings: &Settings) {
+        if settings.release_after_use {
+            self.release(model);
         }
     }
 
@@ -695,6 +705,7 @@ impl Pipeline {
         let det = self.detector.as_ref().ok_or_else(|| Error::Format("detector not loaded".into()))?;
         let owned: Vec<RgbImage> = images.iter().map(|i| (*i).clone()).collect();
         let found = det.sources(&self.gpu, &owned, &settings.detect).await?;
+        self.done_with(Model::Detector, settings);
         run.event(Stage::Detect, images.len(), images.len());
         run.time(Stage::Detect, t0);
         Ok(found
@@ -708,7 +719,7 @@ impl Pipeline {
             .collect())
     }
 
-    async fn embed(&mut self, images: &[ClipImage<'_>], run: &mut Run<'_>) -> Result<HostTensor> {
+    async fn embed(&mut self, images: &[ClipImage<'_>], settings: &Settings, run: &mut Run<'_>) -> Result<HostTensor> {
         self.load(Model::Clip, run)?;
         run.check()?;
         let t0 = now_s();
@@ -723,6 +734,7 @@ impl Pipeline {
             data.extend(e.data);
             run.check()?;
         }
+        self.done_with(Model::Clip, settings);
         run.event(Stage::Clip, images.len(), images.len());
         run.time(Stage::Clip, t0);
         HostTensor::new([images.len(), d], data)
@@ -775,7 +787,7 @@ impl Pipeline {
         }
         let mut clip_in = vec![image.picture.clip()];
         clip_in.extend(srcs.iter().map(|(_, c)| ClipImage::Rgb(c)));
-        let e = self.embed(&clip_in, run).await?;
+        let e = self.embed(&clip_in, settings, run).await?;
         check_dim(e.shape[1], clip_dim)?;
         let rows: Vec<(SourceBox, Vec<f32>)> = srcs.iter().enumerate().map(|(k, (b, _))| (b.clone(), e.data[(k + 1) * clip_dim..(k + 2) * clip_dim].to_vec())).collect();
         let input = Self::scene_input(&e.data[..clip_dim], &rows, image.weight, slot)?;
@@ -791,7 +803,7 @@ impl Pipeline {
             return Err(Error::arg("sources", format!("{} images do not fit the remixer's {slot} slots (slot 0 stays empty)", images.len())));
         }
         let clip_in: Vec<ClipImage> = images.iter().map(|i| i.picture.clip()).collect();
-        let e = self.embed(&clip_in, run).await?;
+        let e = self.embed(&clip_in, settings, run).await?;
         check_dim(e.shape[1], clip_dim)?;
         let rows: Vec<&[f32]> = e.data.chunks_exact(clip_dim).collect();
         let manifold_dim = self.ssv2a.as_ref().map(|m| m.config.manifold_dim).unwrap_or(0);
@@ -820,7 +832,7 @@ impl Pipeline {
             clip_in.push(ClipImage::Rgb(f));
             clip_in.extend(srcs.iter().map(|(_, c)| ClipImage::Rgb(c)));
         }
-        let e = self.embed(&clip_in, run).await?;
+        let e = self.embed(&clip_in, settings, run).await?;
         check_dim(e.shape[1], clip_dim)?;
         // One batched Cycle Mix over all frames ([F, slot, d]), as upstream.
         let mut clips = vec![];

@@ -130,7 +130,7 @@ class Runner:
     def summary(self):
         print("\n== summary ==")
         print(f"{'model':10} {'stage':14} {'pack':4} {'output':12} {'max abs':>10} {'rel':>10} {'SNR dB':>8} "
-              f"{'cos':>10} {'ssv2a s':>8} {'torch s':>8}")
+              f"{'cos':>10} {'ssv2a s':>8} {'torch s':>8} {'ssv2a/torch':>11}")
         for model, stage, dtype, metrics, t_torch, dt in self.rows:
             if not metrics:
                 print(f"{model:10} {stage:14} {dtype:4} {'-':12} {'':>10} {'':>10} {'':>8} {'':>10} "
@@ -140,8 +140,9 @@ class Runner:
                 if m is None:
                     print(f"{model:10} {stage:14} {dtype:4} {name:12} missing")
                     continue
+                ratio = dt / t_torch if t_torch and t_torch == t_torch else float("nan")
                 print(f"{model:10} {stage:14} {dtype:4} {name:12} {m['max_abs']:10.3e} {m['rel']:10.3e} "
-                      f"{m['snr_db']:8.1f} {m['cos']:10.7f} {dt:8.2f} {t_torch:8.3f}")
+                      f"{m['snr_db']:8.1f} {m['cos']:10.7f} {dt:8.2f} {t_torch:8.3f} {ratio:10.1f}x")
 
 
 def compare(out, ref):
