@@ -18,7 +18,9 @@ use clap::{Parser, Subcommand};
     long_about = "ssv2a turns pictures of a scene into the sound of that scene, running every stage of the \
 official SSV2A model as WGSL kernels on your GPU (Vulkan, Metal, DX12; or WebGPU in a browser).\n\n\
 Weights: `ssv2a fetch` downloads the official checkpoints and converts them into packs once \
-(no Python needed); `ssv2a models` lists what is installed."
+(no Python needed); `ssv2a models` lists what is installed.\n\n\
+Start here: `ssv2a demo` runs the whole pipeline on random weights (no download) and writes \
+demo.wav; then `ssv2a generate --image street.jpg -o street.wav` with the real weights."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,7 +31,8 @@ struct Cli {
 enum Cmd {
     /// Show the GPU adapter, backend, limits and features ssv2a would use.
     Info,
-    /// Turn images (and later texts, sounds, videos) into the audio of the scene (WAV).
+    /// Turn an image, several images or a video into the audio of the scene (WAV); text and sound
+    /// sources are not available yet.
     Generate(generate::GenerateArgs),
     /// Run the whole pipeline at reduced size on random weights (no download needed) and
     /// write demo.wav; the sound is not meaningful.
