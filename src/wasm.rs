@@ -129,10 +129,11 @@ impl Generator {
         cancelled: js_sys::Function,
     ) -> Result<Vec<f32>, JsError> {
         use crate::pipeline::{ImageSource, Picture, Request, Settings};
-        if width == 0 || height == 0 || rgba.len() != width * height * 4 {
+        let pixels = width.checked_mul(height).unwrap_or(usize::MAX);
+        if width == 0 || height == 0 || pixels.checked_mul(4) != Some(rgba.len()) {
             return Err(JsError::new(&format!("image: {} bytes for {width}×{height} RGBA", rgba.len())));
         }
-        if width * height > crate::image::MAX_PIXELS {
+        if pixels > crate::image::MAX_PIXELS {
             return Err(JsError::new(&format!("image: {width}×{height} is larger than {} pixels", crate::image::MAX_PIXELS)));
         }
         let opts: serde_json::Value = if options.trim().is_empty() {
