@@ -204,6 +204,8 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
     let (ok, _, err) = run(&mut gen(&["--image", img.to_str().unwrap(), "--drop", "0", "--box", "10,10,60,50@2", "--weight", "1=0.5", "-o", out.to_str().unwrap()]));
     assert!(ok, "{err}");
     assert!(err.contains("weight 2") && err.contains("weight 0.5"), "{err}");
+    let (ok, _, err) = run(&mut gen(&["--image", img.to_str().unwrap(), "--no-tta", "--top-k", "2", "--conf", "0.1", "--imgsz", "128", "--keep-aspect", "-o", out.to_str().unwrap()]));
+    assert!(ok && err.contains("sources (3)"), "detection knobs (top-k 2 → image + 2 sources): {err}");
     let (ok, _, err) = run(&mut gen(&["--image", img.to_str().unwrap(), "--image", img.to_str().unwrap(), "-o", out.to_str().unwrap()]));
     assert!(ok && err.contains("Composition"), "{err}");
     let (ok, stdout, err) = run(bin().arg("detect").arg(&img).arg("--weights").arg(packs.join("yolov8x-oiv7.safetensors")));
@@ -239,6 +241,8 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
         (vec!["--image".into(), img_s.clone(), "--drop".into(), "99".into()], "source 99"),
         (vec!["--image".into(), img_s.clone(), "--text".into(), "rain".into()], "text tower"),
         (vec!["--image".into(), img_s.clone(), "--sampler".into(), "euler".into()], "euler"),
+        (vec!["--image".into(), img_s.clone(), "--conf".into(), "2".into()], "conf 2"),
+        (vec!["--image".into(), img_s.clone(), "--imgsz".into(), "big".into()], "--imgsz"),
         (vec![], "no sources"),
     ];
     for (args, expect) in cases {

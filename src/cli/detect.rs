@@ -48,7 +48,7 @@ pub struct Args {
     crops: Option<PathBuf>,
 }
 
-fn parse_imgsz(s: &str) -> anyhow::Result<ImgSize> {
+pub(crate) fn parse_imgsz(s: &str) -> anyhow::Result<ImgSize> {
     Ok(match s {
         "ssv2a" => ImgSize::Ssv2a,
         "image" => ImgSize::FirstImage,

@@ -130,6 +130,24 @@ pub struct GenerateArgs {
     /// Folder of installed packs (default: where `ssv2a fetch` installs them).
     #[arg(long)]
     models: Option<PathBuf>,
+    /// Detection confidence threshold (ssv2a.json: 0.25).
+    #[arg(long)]
+    conf: Option<f32>,
+    /// Detection NMS IoU threshold (ssv2a.json: 0: any overlap within a class suppresses).
+    #[arg(long)]
+    iou: Option<f32>,
+    /// Detected sources kept, best first (ssv2a.json: 16; 0 = all, at most 63 fit).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Detect without test-time augmentation (SSV2A runs it).
+    #[arg(long)]
+    no_tta: bool,
+    /// Detection size: ssv2a (official: the image's W×H read as h×w), image, N or HxW.
+    #[arg(long)]
+    imgsz: Option<String>,
+    /// Keep each crop's aspect ratio instead of stretching it to the image size.
+    #[arg(long)]
+    keep_aspect: bool,
     /// Unconditional embedding for guidance (safetensors with one tensor `uncond`), when the
     /// AudioLDM pack has none.
     #[arg(long)]
@@ -254,7 +272,25 @@ fn check_output(path: &Path) -> anyhow::Result<()> {
 }
 
 pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
-    let settings = a.knobs.settings("official")?;
+    let mut settings = a.knobs.settings("official")?;
+    let d = &mut settings.detect;
+    if let Some(v) = a.conf {
+        d.conf = v;
+    }
+    if let Some(v) = a.iou {
+        d.iou = v;
+    }
+    if let Some(v) = a.top_k {
+        d.top_k = (v > 0).then_some(v);
+    }
+    d.augment = !a.no_tta;
+    if let Some(v) = &a.imgsz {
+        d.imgsz = super::detect::parse_imgsz(v)?;
+    }
+    if a.keep_aspect {
+        d.crop = ssv2a::models::detect::CropMode::KeepAspect;
+    }
+    settings.check()?;
     check_output(&a.output)?;
     // Decode every input before any model work, so bad inputs fail at once.
     let mut req = Request { images: a.image.iter().map(|p| open_image(p)).collect::<anyhow::Result<_>>()?, texts: a.text.clone(), ..Request::default() };
