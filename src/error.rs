@@ -5,7 +5,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No adapter matched the request (e.g. `WGPU_BACKEND=vulkan` with no Vulkan driver).
-    #[error("no GPU adapter found: {0}")]
+    #[error("no GPU adapter found: {0} (without a GPU driver, install a software Vulkan driver: `scripts/setup.sh` installs Mesa lavapipe on Debian/Ubuntu)")]
     NoAdapter(String),
     /// Device request, pipeline creation, GPU validation error or device loss.
     #[error("GPU error: {0}")]
