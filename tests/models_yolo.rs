@@ -370,7 +370,7 @@ fn bad_arguments_are_errors() {
 /// `inter.model.{i}`, `inter.model.22.{level0..2,dfl}` and `out.raw` of the fused PyTorch
 /// model. Prints max error relative to the largest reference value and the SNR of each stage.
 #[test]
-#[ignore]
+#[ignore = "full size: needs YOLO_FULL_PACK and YOLO_FULL_REF from parity_full.py; minutes on lavapipe"]
 fn full_size_parity_by_stage() {
     let (Ok(pack), Ok(reference)) = (std::env::var("YOLO_FULL_PACK"), std::env::var("YOLO_FULL_REF")) else {
         eprintln!("SKIP: set YOLO_FULL_PACK and YOLO_FULL_REF");

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use ssv2a::audio::WavFormat;
-use ssv2a::models::audioldm::sampler::{Method, Spacing};
 use ssv2a::pipeline::{self, demo, AudioClip, Event, ImageSource, Model, Output, Pipeline, Request, Settings, SourceBox, Stage, VideoFrames};
 use ssv2a::Gpu;
 
@@ -60,14 +59,7 @@ impl Knobs {
         let mut s = Settings::preset(self.preset.as_deref().unwrap_or(default_preset))?;
         s.seed = self.seed;
         if let Some(v) = &self.sampler {
-            s.generate.method = match v.as_str() {
-                "ddim" => Method::Ddim { eta: 1.0 },
-                "dpmpp" => Method::DpmSolverPp { spacing: Spacing::Leading { steps_offset: 1 } },
-                other => bail!("--sampler `{other}`: ddim or dpmpp"),
-            };
-            if self.steps.is_none() {
-                s.generate.steps = if v == "ddim" { 200 } else { 25 };
-            }
+            s.set_sampler(v, self.steps.is_none()).with_context(|| format!("--sampler {v}"))?;
         }
         if let Some(v) = self.steps {
             s.generate.steps = v;

@@ -67,6 +67,7 @@ impl Config {
         let bad = self.resblock != "1"
             || self.upsample_rates.len() != self.upsample_kernel_sizes.len()
             || self.resblock_kernel_sizes.len() != self.resblock_dilation_sizes.len()
+            || self.resblock_kernel_sizes.is_empty()
             || self.upsample_rates.iter().zip(&self.upsample_kernel_sizes).any(|(&u, &k)| u == 0 || k < u)
             || self.upsample_initial_channel >> self.upsample_rates.len() == 0;
         if bad {
@@ -160,7 +161,8 @@ impl HifiGan {
                     None => r,
                 });
             }
-            x = xs.expect("at least one resblock").scale(1.0 / nk as f32)?;
+            let xs = xs.ok_or_else(|| Error::Format("HiFi-GAN config has no resblocks".into()))?;
+            x = xs.scale(1.0 / nk as f32)?;
             rec(format!("mrf.{i}"), &x);
         }
         let x = self.conv_post.forward(&x.leaky_relu(FINAL_SLOPE)?)?;

@@ -267,7 +267,7 @@ pub mod reference {
                     let len = shape[d] as i64;
                     if j < 0 || j >= len {
                         match value {
-                            Some(_) => return value.unwrap(),
+                            Some(v) => return v,
                             None => {
                                 if j < 0 {
                                     j = -j;

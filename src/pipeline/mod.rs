@@ -164,6 +164,17 @@ pub struct SourceBox {
     pub weight: f32,
 }
 
+impl SourceBox {
+    /// A detection as an editable source (weight 1).
+    pub fn detected(d: &detect::Detection) -> SourceBox {
+        SourceBox { xyxy: d.xyxy, label: d.name.clone(), score: Some(d.score), weight: 1.0 }
+    }
+
+    fn used(&self) -> UsedSource {
+        UsedSource { label: self.label.clone(), xyxy: Some(self.xyxy), score: self.score, weight: self.weight }
+    }
+}
+
 /// An image input.
 #[derive(Clone, Debug)]
 pub struct ImageSource {
@@ -283,7 +294,7 @@ impl Settings {
         s.cycle.samples = 16;
         s.cycle.collapsed_sampling = true;
         s.generate.method = audioldm::sampler::Method::DpmSolverPp { spacing: audioldm::sampler::Spacing::Leading { steps_offset: 1 } };
-        s.generate.steps = 25;
+        s.generate.steps = 25; // as set_sampler("dpmpp", true)
         s.generate.candidates = 1;
         s
     }
@@ -337,18 +348,26 @@ impl Settings {
             }
         }
         if let Some(m) = o.get("sampler") {
-            let (method, steps) = match m.as_str() {
-                Some("ddim") => (audioldm::sampler::Method::Ddim { eta: 1.0 }, 200),
-                Some("dpmpp") => (audioldm::sampler::Method::DpmSolverPp { spacing: audioldm::sampler::Spacing::Leading { steps_offset: 1 } }, 25),
-                _ => return Err(Error::arg(OP, "sampler must be \"ddim\" or \"dpmpp\"")),
-            };
-            s.generate.method = method;
-            if !steps_given {
-                s.generate.steps = steps;
-            }
+            s.set_sampler(m.as_str().unwrap_or("?"), !steps_given)?;
         }
         s.check()?;
         Ok(s)
+    }
+
+    /// `ddim` (η = 1, as AudioLDM) or `dpmpp` (DPM-Solver++ 2M, leading spacing with offset 1,
+    /// as AudioLDM's diffusers config); with `default_steps`, also that sampler's usual step
+    /// count (200 / 25).
+    pub fn set_sampler(&mut self, name: &str, default_steps: bool) -> Result<()> {
+        let (method, steps) = match name {
+            "ddim" => (audioldm::sampler::Method::Ddim { eta: 1.0 }, 200),
+            "dpmpp" => (audioldm::sampler::Method::DpmSolverPp { spacing: audioldm::sampler::Spacing::Leading { steps_offset: 1 } }, 25),
+            other => return Err(Error::arg("settings", format!("sampler `{other}`: ddim or dpmpp"))),
+        };
+        self.generate.method = method;
+        if default_steps {
+            self.generate.steps = steps;
+        }
+        Ok(())
     }
 
     /// Reject bad values before any work starts.
@@ -419,6 +438,12 @@ pub struct UsedSource {
     pub xyxy: Option<[f32; 4]>,
     pub score: Option<f32>,
     pub weight: f32,
+}
+
+impl UsedSource {
+    fn whole(label: String, weight: f32) -> UsedSource {
+        UsedSource { label, xyxy: None, score: None, weight }
+    }
 }
 
 /// What a run produced.
@@ -618,7 +643,7 @@ impl Pipeline {
         self.load(Model::Detector, &mut run)?;
         let det = self.detector.as_ref().ok_or_else(|| Error::Format("detector not loaded".into()))?;
         let found = det.sources(&self.gpu, std::slice::from_ref(image), settings).await?;
-        Ok(found.into_iter().flatten().map(|s| SourceBox { xyxy: s.detection.xyxy, label: s.detection.name, score: Some(s.detection.score), weight: 1.0 }).collect())
+        Ok(found.iter().flatten().map(|s| SourceBox::detected(&s.detection)).collect())
     }
 
     /// The models a request needs.
@@ -713,7 +738,7 @@ impl Pipeline {
             .map(|srcs| {
                 detect::slot_sources(&srcs)
                     .iter()
-                    .map(|s| (SourceBox { xyxy: s.detection.xyxy, label: s.detection.name.clone(), score: Some(s.detection.score), weight: 1.0 }, s.crop.clone()))
+                    .map(|s| (SourceBox::detected(&s.detection), s.crop.clone()))
                     .collect()
             })
             .collect())
@@ -792,8 +817,8 @@ impl Pipeline {
         let rows: Vec<(SourceBox, Vec<f32>)> = srcs.iter().enumerate().map(|(k, (b, _))| (b.clone(), e.data[(k + 1) * clip_dim..(k + 2) * clip_dim].to_vec())).collect();
         let input = Self::scene_input(&e.data[..clip_dim], &rows, image.weight, slot)?;
         let clap = self.mix(&input, settings, noise, run).await?;
-        let mut used = vec![UsedSource { label: format!("image {}", image.name), xyxy: None, score: None, weight: image.weight }];
-        used.extend(srcs.iter().map(|(b, _)| UsedSource { label: b.label.clone(), xyxy: Some(b.xyxy), score: b.score, weight: b.weight }));
+        let mut used = vec![UsedSource::whole(format!("image {}", image.name), image.weight)];
+        used.extend(srcs.iter().map(|(b, _)| b.used()));
         Ok((clap.data, vec![used]))
     }
 
@@ -816,7 +841,7 @@ impl Pipeline {
             input.weights = Some(w);
         }
         let clap = self.mix(&input, settings, noise, run).await?;
-        let used = images.iter().map(|i| UsedSource { label: format!("image {}", i.name), xyxy: None, score: None, weight: i.weight }).collect();
+        let used = images.iter().map(|i| UsedSource::whole(format!("image {}", i.name), i.weight)).collect();
         Ok((clap.data, vec![used]))
     }
 
@@ -843,8 +868,8 @@ impl Pipeline {
             let rows: Vec<(SourceBox, Vec<f32>)> = srcs.iter().enumerate().map(|(k, (b, _))| (b.clone(), e.data[(row + 1 + k) * clip_dim..(row + 2 + k) * clip_dim].to_vec())).collect();
             row += 1 + srcs.len();
             clips.extend(Self::scene_input(&global, &rows, 1.0, slot)?.clips.data);
-            let mut u = vec![UsedSource { label: "frame".into(), xyxy: None, score: None, weight: 1.0 }];
-            u.extend(srcs.iter().map(|(b, _)| UsedSource { label: b.label.clone(), xyxy: Some(b.xyxy), score: b.score, weight: 1.0 }));
+            let mut u = vec![UsedSource::whole("frame".into(), 1.0)];
+            u.extend(srcs.iter().map(|(b, _)| b.used()));
             used.push(u);
         }
         let f = video.frames.len();
