@@ -31,8 +31,10 @@ pub enum Error {
     /// Work was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    /// The OS error is part of the message and deliberately not a `source()`, so chained
+    /// printing (`{:#}`) does not repeat it.
+    #[error("{context}: {err}")]
+    Io { context: String, err: std::io::Error },
 }
 
 fn preview(v: &[String]) -> String {
@@ -53,7 +55,7 @@ impl Error {
         Error::Arg { op: op.into(), msg: msg.into() }
     }
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io { context: context.into(), err: source }
     }
 }
 
