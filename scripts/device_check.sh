@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Real-GPU check (run through the session's device tool, not CI): the kernel and model suites on
-# the machine's Vulkan adapter, the kernel benchmarks, and one full-size UNet step through
-# Vulkan next to PyTorch CUDA on the same machine. Expects prebuilt, stripped release binaries
-# in .devbin/ (ops, models, models_audioldm, ssv2a; built here with `cargo test --release
-# --no-run`) and the Vulkan loader .debs in .gl/ (see ENV / device README).
+# Real-GPU check (run through the session's device tool, not CI): timings first (kernel benchmarks,
+# UNet step batch 2/6, one full-size UNet step through Vulkan next to PyTorch CUDA on the same
+# machine, with f32/f16 parity against CUDA), then the kernel and model suites on the machine's
+# Vulkan adapter. Expects prebuilt, stripped release binaries in .devbin/ (ops, models,
+# models_audioldm, ssv2a; built here with `cargo test --release --no-run` and `cargo build
+# --release`), audioldm 0.1.1's UNet sources in .devbin/audioldm_src, and the Vulkan loader .debs
+# in .gl/ (see the device README).
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
@@ -13,13 +15,13 @@ export XDG_RUNTIME_DIR=/tmp/xdg; mkdir -p -m700 /tmp/xdg
 mkdir -p /work && ln -sfn "$PWD" /work/main
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 {
-  nvidia-smi -L
+  nvidia-smi -L; nproc
   echo "== info"; .devbin/ssv2a info
-  echo "== ops"; REQUIRE_GPU=1 timeout 300 .devbin/ops --test-threads 4 2>&1 | grep -E "^test |test result"
-  echo "== models"; REQUIRE_GPU=1 timeout 120 .devbin/models 2>&1 | grep -E "^test |test result"
-  echo "== models_audioldm"; REQUIRE_GPU=1 timeout 200 .devbin/models_audioldm 2>&1 | grep -E "^test |test result"
-  echo "== bench kernels"; timeout 300 .devbin/ssv2a bench kernels --reps 5
-  echo "== bench unet b2 / b6"; .devbin/ssv2a bench unet --batch 2 --reps 5; .devbin/ssv2a bench unet --batch 6 --reps 3
-  echo "== unet: PyTorch CUDA vs ssv2a Vulkan"
-  PYTHONUNBUFFERED=1 timeout 300 python3 tests/reference/bench_unet.py --bin .devbin/ssv2a --device cuda --audioldm-src .devbin/audioldm_src
+  echo "== bench kernels"; timeout 120 .devbin/ssv2a bench kernels --reps 5
+  echo "== bench unet b2 / b6"; timeout 60 .devbin/ssv2a bench unet --batch 2 --reps 5; timeout 60 .devbin/ssv2a bench unet --batch 6 --reps 3
+  echo "== unet: PyTorch CUDA vs ssv2a Vulkan, with f32/f16 parity"
+  PYTHONUNBUFFERED=1 timeout 150 python3 tests/reference/bench_unet.py --bin .devbin/ssv2a --device cuda --audioldm-src .devbin/audioldm_src --parity /tmp/unet-parity
+  echo "== ops"; REQUIRE_GPU=1 timeout 60 .devbin/ops --test-threads 8 2>&1 | grep -E "FAILED|panicked|test result"
+  echo "== models"; REQUIRE_GPU=1 timeout 40 .devbin/models 2>&1 | grep -E "FAILED|panicked|test result"
+  echo "== models_audioldm"; REQUIRE_GPU=1 timeout 60 .devbin/models_audioldm 2>&1 | grep -E "FAILED|panicked|test result"
 } 2>&1 | tee "$OUT/device.log"

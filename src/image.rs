@@ -188,6 +188,83 @@ impl RgbaImage {
     }
 }
 
+/// An 8-bit CMYK image as PIL holds mode "CMYK" (0 = no ink; a JPEG's Adobe-inverted values
+/// are already undone, see [`crate::jpeg::Layout::Cmyk`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CmykImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl CmykImage {
+    pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<CmykImage> {
+        check_size("CmykImage::new", width, height, data.len(), 4)?;
+        Ok(CmykImage { width, height, data })
+    }
+
+    /// Pillow's resize of a CMYK image: the four planes resampled independently (no
+    /// premultiplication: K is not an alpha).
+    pub fn resize_bicubic(&self, width: usize, height: usize) -> Result<CmykImage> {
+        check_size("resize", width, height, width * height * 4, 4)?;
+        let data = pil_resample(&self.data, 4, self.width, self.height, width, height, &BICUBIC);
+        Ok(CmykImage { width, height, data })
+    }
+
+    /// PIL `convert("RGB")` (`cmyk2rgb`): each of R, G, B = (255 − K) − C·(255 − K)/255 with
+    /// PIL's `MULDIV255` rounding.
+    pub fn to_rgb(&self) -> RgbImage {
+        let data = self
+            .data
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let nk = 255 - p[3] as u32;
+                [0, 1, 2].map(|c| (nk - muldiv255(p[c] as u32, nk) as u32) as u8)
+            })
+            .collect();
+        RgbImage { width: self.width, height: self.height, data }
+    }
+}
+
+/// An image as decoded, keeping what CLIP preprocessing needs to match PIL: PIL resizes in the
+/// file's own mode and converts to RGB after.
+#[derive(Clone, Debug)]
+pub enum Picture {
+    Rgb(RgbImage),
+    /// Resized premultiplied for CLIP, as PIL resizes RGBA.
+    Rgba(RgbaImage),
+    /// A palette or 1-bit image (PIL modes "P", "1") expanded to RGB: PIL resizes these with
+    /// NEAREST whatever filter is asked.
+    Palette(RgbImage),
+    /// A CMYK JPEG: PIL resizes the four planes, then converts (`cmyk2rgb`).
+    Cmyk(CmykImage),
+}
+
+impl Picture {
+    pub fn width(&self) -> usize {
+        match self {
+            Picture::Rgb(i) | Picture::Palette(i) => i.width,
+            Picture::Rgba(i) => i.width,
+            Picture::Cmyk(i) => i.width,
+        }
+    }
+    pub fn height(&self) -> usize {
+        match self {
+            Picture::Rgb(i) | Picture::Palette(i) => i.height,
+            Picture::Rgba(i) => i.height,
+            Picture::Cmyk(i) => i.height,
+        }
+    }
+    /// RGB (PIL `convert("RGB")`: alpha dropped, CMYK converted): what detection and crops see.
+    pub fn to_rgb(&self) -> RgbImage {
+        match self {
+            Picture::Rgb(i) | Picture::Palette(i) => i.clone(),
+            Picture::Rgba(i) => RgbImage::from_rgba_drop_alpha(i),
+            Picture::Cmyk(i) => i.to_rgb(),
+        }
+    }
+}
+
 /// PIL's `MULDIV255`: round(a·b/255) with integer arithmetic.
 fn muldiv255(a: u32, b: u32) -> u8 {
     let t = a * b + 128;
@@ -427,6 +504,12 @@ pub fn clip_preprocess_nearest(img: &RgbImage, n_px: usize) -> Result<Vec<f32>> 
     let (w, h) = shorter_side_size(img.width, img.height, n_px);
     let r = img.resize_nearest_pil(w, h)?;
     center_crop_normalize(&r, n_px)
+}
+
+/// CLIP preprocessing of a CMYK image as PIL runs it: resize the CMYK planes, convert to RGB.
+pub fn clip_preprocess_cmyk(img: &CmykImage, n_px: usize) -> Result<Vec<f32>> {
+    let (w, h) = shorter_side_size(img.width, img.height, n_px);
+    center_crop_normalize(&img.resize_bicubic(w, h)?.to_rgb(), n_px)
 }
 
 fn center_crop_normalize(r: &RgbImage, n: usize) -> Result<Vec<f32>> {

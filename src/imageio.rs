@@ -1,5 +1,6 @@
-//! Decoding image files (native only; the browser decodes with its own APIs): PNG, JPEG and
-//! WebP through the `image` crate, with limits, into [`crate::image`] types.
+//! Decoding image files (native only; the browser decodes with its own APIs) into
+//! [`crate::image::Picture`]: JPEG with [`crate::jpeg`] (libjpeg-turbo's output bit for bit, as
+//! PIL decodes), PNG and WebP through the `image` crate, with limits.
 //!
 //! Conversions, and where they differ from PIL (what the official code uses):
 //! - RGBA / grey+alpha keep their alpha so CLIP preprocessing can resize premultiplied, as PIL
@@ -12,50 +13,26 @@
 //!   opens 16-bit RGB, RGBA and grey+alpha PNGs ("RGB;16B" raw modes). 16-bit greyscale is the
 //!   exception: PIL opens it as mode "I;16" and `convert("RGB")` clips values above 255, which
 //!   saturates almost every pixel; we treat that as a bug, not a behaviour to reproduce.
-//! - CMYK JPEGs are converted to RGB by the decoder before any resize; PIL would resize in
-//!   CMYK first and convert after (`cmyk2rgb`), which differs by a few levels at edges.
+//! - CMYK JPEGs come back as [`Decoded::Cmyk`] (PIL's mode "CMYK"), so CLIP preprocessing
+//!   resizes in CMYK and converts after, as PIL does.
+//! - WebP goes through the `image` crate (PIL uses libwebp): on the test files, lossy and
+//!   lossless, it gives libwebp 1.5.0's pixels exactly (tests/decode.rs).
 
 use std::path::Path;
 
 use crate::image::{RgbImage, RgbaImage, MAX_PIXELS};
 use crate::{Error, Result};
 
-/// A decoded image: RGB, or RGBA when the file has an alpha channel.
-#[derive(Clone, Debug)]
-pub enum Decoded {
-    Rgb(RgbImage),
-    Rgba(RgbaImage),
-    /// A palette or 1-bit image (PIL modes "P", "1") expanded to RGB; PIL resizes these with
-    /// NEAREST.
-    Palette(RgbImage),
-}
-
-impl Decoded {
-    pub fn width(&self) -> usize {
-        match self {
-            Decoded::Rgb(i) | Decoded::Palette(i) => i.width,
-            Decoded::Rgba(i) => i.width,
-        }
-    }
-    pub fn height(&self) -> usize {
-        match self {
-            Decoded::Rgb(i) | Decoded::Palette(i) => i.height,
-            Decoded::Rgba(i) => i.height,
-        }
-    }
-    /// RGB with alpha dropped (PIL `convert("RGB")`).
-    pub fn to_rgb(&self) -> RgbImage {
-        match self {
-            Decoded::Rgb(i) | Decoded::Palette(i) => i.clone(),
-            Decoded::Rgba(i) => RgbImage::from_rgba_drop_alpha(i),
-        }
-    }
-}
+/// A decoded image (the same type as [`crate::pipeline::Picture`]).
+pub use crate::image::Picture as Decoded;
 
 /// Decode image bytes; `name` is used in errors.
 pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
     if bytes.is_empty() {
         return Err(Error::Format(format!("{name}: empty file, not an image")));
+    }
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        return decode_jpeg(bytes, name);
     }
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
@@ -72,11 +49,6 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
     }
     if w == 0 || h == 0 {
         return Err(Error::Format(format!("{name}: empty image ({w}×{h})")));
-    }
-    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(bytes) {
-        // The JPEG decoder fills missing data with grey instead of failing; PIL refuses such
-        // files ("image file is truncated"), and so do we.
-        return Err(Error::Format(format!("{name}: truncated JPEG (the data ends before the end-of-image marker)")));
     }
     let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
@@ -99,37 +71,8 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
     })
 }
 
-/// Whether a JPEG's data reaches its end-of-image marker: walks the marker segments by their
-/// lengths and the entropy-coded data of each scan (where 0xFF is followed by a stuffed 0x00
-/// or a restart marker) until EOI.
-fn jpeg_is_complete(b: &[u8]) -> bool {
-    let mut i = 2;
-    let mut in_scan = false;
-    while i + 1 < b.len() {
-        if b[i] != 0xFF {
-            if !in_scan {
-                return false;
-            }
-            i += 1;
-            continue;
-        }
-        let m = b[i + 1];
-        match m {
-            0xD9 => return true,
-            0x00 | 0xD0..=0xD7 if in_scan => i += 2,
-            0xFF => i += 1,
-            0x01 | 0xD0..=0xD8 => i += 2,
-            _ => {
-                if i + 3 >= b.len() {
-                    return false;
-                }
-                let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
-                in_scan = m == 0xDA;
-                i += 2 + len;
-            }
-        }
-    }
-    false
+fn decode_jpeg(bytes: &[u8], name: &str) -> Result<Decoded> {
+    crate::jpeg::decode(bytes).map_err(|e| Error::Format(format!("{name}: {e}")))?.into_picture()
 }
 
 /// Whether `bytes` are a PNG that PIL opens in mode "P" (colour type 3) or "1" (1-bit grey):

@@ -31,6 +31,7 @@ pub mod error;
 #[cfg(all(feature = "fetch", not(target_arch = "wasm32")))]
 pub mod fetch;
 pub mod image;
+pub mod jpeg;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod imageio;
 pub mod models;

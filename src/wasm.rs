@@ -128,7 +128,7 @@ impl Generator {
         progress: js_sys::Function,
         cancelled: js_sys::Function,
     ) -> Result<Vec<f32>, JsError> {
-        use crate::pipeline::{ImageSource, Picture, Request, Settings};
+        use crate::pipeline::Picture;
         let pixels = width.checked_mul(height).unwrap_or(usize::MAX);
         if width == 0 || height == 0 || pixels.checked_mul(4) != Some(rgba.len()) {
             return Err(JsError::new(&format!("image: {} bytes for {width}×{height} RGBA", rgba.len())));
@@ -136,15 +136,39 @@ impl Generator {
         if pixels > crate::image::MAX_PIXELS {
             return Err(JsError::new(&format!("image: {width}×{height} is larger than {} pixels", crate::image::MAX_PIXELS)));
         }
-        let opts: serde_json::Value = if options.trim().is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&options).map_err(|e| JsError::new(&format!("options: not JSON ({e})")))?
-        };
-        let settings = Settings::from_options(&opts, "fast").map_err(js)?;
         let opaque = rgba.chunks_exact(4).all(|p| p[3] == 255);
         let img = crate::image::RgbaImage { width, height, data: rgba };
         let picture = if opaque { Picture::Rgb(crate::image::RgbImage::from_rgba_drop_alpha(&img)) } else { Picture::Rgba(img) };
+        self.run(picture, &options, &progress, &cancelled).await
+    }
+
+    /// Image to audio from a JPEG file's bytes, decoded here exactly as PIL (libjpeg-turbo)
+    /// decodes it, so CLIP and the detector see the official code's pixels (a browser's own
+    /// decode may differ by a few levels, and is colour-managed); CMYK JPEGs are resized in
+    /// CMYK as PIL does. Same `options`, `progress` and `cancelled` as
+    /// [`Generator::generate_image`]. Errors name the problem ("truncated JPEG", "arithmetic-coded
+    /// JPEG ... not supported", ...).
+    pub async fn generate_jpeg(
+        &mut self,
+        jpeg: Vec<u8>,
+        options: String,
+        progress: js_sys::Function,
+        cancelled: js_sys::Function,
+    ) -> Result<Vec<f32>, JsError> {
+        let picture = decode_jpeg_picture(&jpeg)?;
+        self.run(picture, &options, &progress, &cancelled).await
+    }
+}
+
+impl Generator {
+    async fn run(&mut self, picture: crate::pipeline::Picture, options: &str, progress: &js_sys::Function, cancelled: &js_sys::Function) -> Result<Vec<f32>, JsError> {
+        use crate::pipeline::{ImageSource, Request, Settings};
+        let opts: serde_json::Value = if options.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(options).map_err(|e| JsError::new(&format!("options: not JSON ({e})")))?
+        };
+        let settings = Settings::from_options(&opts, "fast").map_err(js)?;
         let req = Request { images: vec![ImageSource::new("image", picture)], ..Request::default() };
         let mut on = |e: crate::pipeline::Event| {
             let _ = progress.call3(&JsValue::NULL, &JsValue::from_str(&e.stage.to_string()), &JsValue::from(e.done as u32), &JsValue::from(e.total as u32));
@@ -153,6 +177,25 @@ impl Generator {
         let out = self.pipe.generate(&req, &settings, &mut on, &stop).await.map_err(js)?;
         Ok(out.waveform)
     }
+}
+
+fn decode_jpeg_picture(bytes: &[u8]) -> Result<crate::pipeline::Picture, JsError> {
+    let j = crate::jpeg::decode(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
+    j.into_picture().map_err(js)
+}
+
+/// Decode a JPEG as PIL does (libjpeg-turbo's output, bit for bit) into RGB bytes (CMYK
+/// converted with PIL's `cmyk2rgb`): `{ width, height, rgb }`. For checking what the pipeline
+/// sees, or previewing it.
+#[wasm_bindgen]
+pub fn decode_jpeg(bytes: Vec<u8>) -> Result<js_sys::Object, JsError> {
+    let rgb = decode_jpeg_picture(&bytes)?.to_rgb();
+    let o = js_sys::Object::new();
+    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ()).map_err(|_| JsError::new("decode_jpeg: building the result"));
+    set("width", JsValue::from(rgb.width as u32))?;
+    set("height", JsValue::from(rgb.height as u32))?;
+    set("rgb", js_sys::Uint8Array::from(&rgb.data[..]).into())?;
+    Ok(o)
 }
 
 /// 16-bit PCM WAV bytes of float samples (for an `<audio>` element or a download).

@@ -73,3 +73,23 @@ async fn pipeline_in_browser() {
     assert_eq!(a.waveform, b.waveform);
     assert!(Settings::from_options(&serde_json::json!({"stepz": 1}), "fast").is_err());
 }
+
+/// The JPEG decoder in wasm gives PIL's pixels exactly, as natively (tests/decode.rs has every
+/// fixture; these cover baseline 4:2:0, progressive, h1v2, restarts and CMYK).
+#[wasm_bindgen_test]
+fn jpeg_in_browser() {
+    let golden: &[u8] = include_bytes!("fixtures/decode_pil.safetensors");
+    let st = safetensors::SafeTensors::deserialize(golden).unwrap();
+    let files: [(&str, &[u8]); 5] = [
+        ("pil_420_opt_q85_123x45", include_bytes!("fixtures/images/jpeg/pil_420_opt_q85_123x45.jpg")),
+        ("pil_420_q50_prog_101x67", include_bytes!("fixtures/images/jpeg/pil_420_q50_prog_101x67.jpg")),
+        ("cjpeg_440_57x43", include_bytes!("fixtures/images/jpeg/cjpeg_440_57x43.jpg")),
+        ("cjpeg_420_prog_restart_70x50", include_bytes!("fixtures/images/jpeg/cjpeg_420_prog_restart_70x50.jpg")),
+        ("pil_cmyk_29x23", include_bytes!("fixtures/images/jpeg/pil_cmyk_29x23.jpg")),
+    ];
+    for (name, bytes) in files {
+        let j = ssv2a::jpeg::decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(j.data, st.tensor(name).unwrap().data(), "{name}: differs from PIL");
+    }
+    assert!(ssv2a::jpeg::decode(&include_bytes!("fixtures/images/jpeg/pil_420_q50_prog_101x67.jpg")[..600]).is_err());
+}

@@ -40,7 +40,7 @@ check.onclick = () => {
   worker.postMessage({ type: "check", m: 256, n: 256, k: 256 });
 };
 
-// The image is decoded by the browser and sent as RGBA pixels.
+// Non-JPEG images are decoded by the browser and sent as RGBA pixels.
 async function pixels() {
   const file = document.getElementById("image").files[0];
   const bitmap = file ? await createImageBitmap(file) : null;
@@ -62,8 +62,16 @@ generate.onclick = async () => {
   generate.disabled = true;
   check.disabled = true;
   cancel.disabled = false;
-  const { data, w, h } = await pixels();
   const options = JSON.stringify({ preset: document.getElementById("preset").value });
+  const file = document.getElementById("image").files[0];
+  const head = file ? new Uint8Array(await file.slice(0, 2).arrayBuffer()) : null;
+  if (head && head[0] === 0xff && head[1] === 0xd8) {
+    // A JPEG: the worker decodes the file itself, as PIL would.
+    const jpeg = await file.arrayBuffer();
+    worker.postMessage({ type: "generate", jpeg, options }, [jpeg]);
+    return;
+  }
+  const { data, w, h } = await pixels();
   worker.postMessage({ type: "generate", rgba: data, width: w, height: h, options }, [data.buffer]);
 };
 

@@ -95,6 +95,17 @@ enum BenchWhat {
         #[arg(long)]
         profile: bool,
     },
+    /// JPEG decoding on the CPU: ssv2a's libjpeg-exact decoder next to the `image` crate's
+    /// (zune-jpeg) on the same file, in the same process.
+    Jpeg {
+        /// A JPEG file (default: a 4032×3024 synthetic photo with noise, 4:2:0, quality 90,
+        /// encoded in memory).
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// Timed decodes of each (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -126,7 +137,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench { what: BenchWhat::Unet { batch, frames, dtype, reps } } => bench_unet(batch, frames, &dtype, reps).await,
         Cmd::Bench { what: BenchWhat::Ssv2a(a) } => bench_ssv2a::run(a).await,
         Cmd::Bench { what: BenchWhat::Yolo { weights, size, reps, profile } } => detect::bench(weights.as_deref(), size, reps, profile).await,
+        Cmd::Bench { what: BenchWhat::Jpeg { file, reps } } => bench_jpeg(file.as_deref(), reps),
     }
+}
+
+fn bench_jpeg(file: Option<&std::path::Path>, reps: usize) -> anyhow::Result<()> {
+    let bytes = match file {
+        Some(p) => std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?,
+        None => {
+            // A photo-like image: the demo scene with seeded noise (entropy decoding dominates
+            // real photos; flat synthetic areas would flatter both decoders).
+            let (w, h) = (4032, 3024);
+            let mut img = ssv2a::pipeline::demo::scene(w, h);
+            let mut rng = ssv2a::rng::Rng::new(3);
+            for v in img.data.iter_mut() {
+                *v = (*v as f64 + rng.normal() * 12.0).clamp(0.0, 255.0) as u8;
+            }
+            let mut out = std::io::Cursor::new(Vec::new());
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode(&img.data, w as u32, h as u32, image::ExtendedColorType::Rgb8)?;
+            out.into_inner()
+        }
+    };
+    let name = file.map(|p| p.display().to_string()).unwrap_or_else(|| "synthetic 4032×3024 q90 4:2:0".into());
+    let time = |f: &dyn Fn() -> anyhow::Result<Vec<u8>>| -> anyhow::Result<(f64, f64, Vec<u8>)> {
+        let out = f()?;
+        let mut t = vec![];
+        for _ in 0..reps.max(1) {
+            let s = std::time::Instant::now();
+            std::hint::black_box(f()?);
+            t.push(s.elapsed().as_secs_f64());
+        }
+        t.sort_by(f64::total_cmp);
+        Ok((t[0], t[t.len() / 2], out))
+    };
+    let j = ssv2a::jpeg::decode(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let mp = (j.width * j.height) as f64 / 1e6;
+    let (best, med, ours) = time(&|| Ok(ssv2a::jpeg::decode(&bytes).map_err(|e| anyhow::anyhow!(e))?.data))?;
+    let (zbest, zmed, theirs) = time(&|| Ok(image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)?.to_rgb8().into_raw()))?;
+    println!("jpeg {name}: {}×{} ({:?}, {} bytes, progressive {})", j.width, j.height, j.layout, bytes.len(), j.progressive);
+    println!("  ssv2a::jpeg (libjpeg-exact): best {:.1} ms, median {:.1} ms, {:.1} MP/s", best * 1e3, med * 1e3, mp / best);
+    println!("  image crate (zune-jpeg):     best {:.1} ms, median {:.1} ms, {:.1} MP/s", zbest * 1e3, zmed * 1e3, mp / zbest);
+    let diff = if ours.len() == theirs.len() { ours.iter().zip(&theirs).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0).to_string() } else { "n/a (layouts differ)".into() };
+    println!("  ssv2a / image crate time: {:.2}x (best), {:.2}x (median); max |Δ| between their pixels {diff}", best / zbest, med / zmed);
+    Ok(())
 }
 
 async fn bench_unet(batch: usize, frames: usize, dtype: &str, reps: usize) -> anyhow::Result<()> {

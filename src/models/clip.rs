@@ -24,15 +24,14 @@
 //! PIL ≤ 12 computes it, bit for bit against Pillow 11.3 on the test images: bicubic resize of
 //! the short side (RGBA premultiplied, palette and 1-bit images NEAREST, as PIL forces for
 //! modes "P" and "1"), centre crop with Python's rounding, `convert("RGB")`, then
-//! `(x/255 − mean)/std` in f32. What still differs from PIL is decoding (see
-//! [`crate::imageio`]): JPEG decoders differ by a few levels (zune-jpeg vs libjpeg-turbo:
-//! measured ≤ 4/255 on `photo_203x200.jpg`), and CMYK JPEGs are converted to RGB before the
-//! resize instead of after it.
+//! `(x/255 − mean)/std` in f32; CMYK JPEGs are resized in CMYK and converted after, as PIL
+//! does. JPEGs are decoded by [`crate::jpeg`], which reproduces PIL's libjpeg-turbo decode bit
+//! for bit, so the whole preprocessing of the test JPEGs is exact too.
 
 use serde::{Deserialize, Serialize};
 
 use crate::convert::plan::{Plan, Recipe, TensorSource};
-use crate::image::{RgbImage, RgbaImage};
+use crate::image::{CmykImage, Picture, RgbImage, RgbaImage};
 use crate::nn::{LayerNorm, Linear};
 use crate::ops::Act;
 use crate::tensor::{HostTensor, Tensor, Weight};
@@ -524,6 +523,8 @@ pub enum ClipImage<'a> {
     /// A palette ("P" mode) image expanded to RGB: PIL resizes these with NEAREST whatever
     /// filter is asked, so this does too (see [`crate::image::clip_preprocess_nearest`]).
     Palette(&'a RgbImage),
+    /// A CMYK image: resized in CMYK, converted to RGB after, as PIL does.
+    Cmyk(&'a CmykImage),
 }
 
 impl ClipImage<'_> {
@@ -531,12 +532,14 @@ impl ClipImage<'_> {
         match self {
             ClipImage::Rgb(i) | ClipImage::Palette(i) => i.width,
             ClipImage::Rgba(i) => i.width,
+            ClipImage::Cmyk(i) => i.width,
         }
     }
     pub fn height(&self) -> usize {
         match self {
             ClipImage::Rgb(i) | ClipImage::Palette(i) => i.height,
             ClipImage::Rgba(i) => i.height,
+            ClipImage::Cmyk(i) => i.height,
         }
     }
 
@@ -546,6 +549,7 @@ impl ClipImage<'_> {
             ClipImage::Rgb(i) => crate::image::clip_preprocess(i, n_px),
             ClipImage::Rgba(i) => crate::image::clip_preprocess_rgba(i, n_px),
             ClipImage::Palette(i) => crate::image::clip_preprocess_nearest(i, n_px),
+            ClipImage::Cmyk(i) => crate::image::clip_preprocess_cmyk(i, n_px),
         }
     }
 
@@ -558,6 +562,7 @@ impl ClipImage<'_> {
             ClipImage::Rgb(i) => i.resize_bicubic(w, h)?,
             ClipImage::Rgba(i) => RgbImage::from_rgba_drop_alpha(&i.resize_bicubic(w, h)?),
             ClipImage::Palette(i) => i.resize_nearest_pil(w, h)?,
+            ClipImage::Cmyk(i) => i.resize_bicubic(w, h)?.to_rgb(),
         };
         let top = round_half_even((h - n_px) as f64 / 2.0);
         let left = round_half_even((w - n_px) as f64 / 2.0);
@@ -565,14 +570,13 @@ impl ClipImage<'_> {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-impl<'a> From<&'a crate::imageio::Decoded> for ClipImage<'a> {
-    fn from(d: &'a crate::imageio::Decoded) -> ClipImage<'a> {
-        use crate::imageio::Decoded;
-        match d {
-            Decoded::Rgb(i) => ClipImage::Rgb(i),
-            Decoded::Rgba(i) => ClipImage::Rgba(i),
-            Decoded::Palette(i) => ClipImage::Palette(i),
+impl<'a> From<&'a Picture> for ClipImage<'a> {
+    fn from(p: &'a Picture) -> ClipImage<'a> {
+        match p {
+            Picture::Rgb(i) => ClipImage::Rgb(i),
+            Picture::Rgba(i) => ClipImage::Rgba(i),
+            Picture::Palette(i) => ClipImage::Palette(i),
+            Picture::Cmyk(i) => ClipImage::Cmyk(i),
         }
     }
 }

@@ -33,7 +33,7 @@ pub mod demo;
 
 use std::collections::BTreeMap;
 
-use crate::image::{RgbImage, RgbaImage};
+use crate::image::RgbImage;
 use crate::models::audioldm::{self, AudioLdm, GenerateSettings};
 use crate::models::clip::{ClipImage, ClipVision};
 use crate::models::detect::{self, crop_source, Detector, MAX_SOURCES};
@@ -112,43 +112,7 @@ pub enum PackSource {
     Weights(Weights),
 }
 
-/// An image as decoded, keeping what CLIP preprocessing needs to match PIL.
-#[derive(Clone, Debug)]
-pub enum Picture {
-    Rgb(RgbImage),
-    /// Resized premultiplied for CLIP, as PIL resizes RGBA.
-    Rgba(RgbaImage),
-    /// A palette image expanded to RGB (PIL resizes it with NEAREST).
-    Palette(RgbImage),
-}
-
-impl Picture {
-    /// RGB with alpha dropped (what detection and crops see).
-    pub fn to_rgb(&self) -> RgbImage {
-        match self {
-            Picture::Rgb(i) | Picture::Palette(i) => i.clone(),
-            Picture::Rgba(i) => RgbImage::from_rgba_drop_alpha(i),
-        }
-    }
-    fn clip(&self) -> ClipImage<'_> {
-        match self {
-            Picture::Rgb(i) => ClipImage::Rgb(i),
-            Picture::Rgba(i) => ClipImage::Rgba(i),
-            Picture::Palette(i) => ClipImage::Palette(i),
-        }
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-impl From<crate::imageio::Decoded> for Picture {
-    fn from(d: crate::imageio::Decoded) -> Picture {
-        match d {
-            crate::imageio::Decoded::Rgb(i) => Picture::Rgb(i),
-            crate::imageio::Decoded::Rgba(i) => Picture::Rgba(i),
-            crate::imageio::Decoded::Palette(i) => Picture::Palette(i),
-        }
-    }
-}
+pub use crate::image::Picture;
 
 /// One sound source of an image: a box, what it is, and how much it counts.
 #[derive(Clone, Debug, PartialEq)]
@@ -810,7 +774,7 @@ impl Pipeline {
         if srcs.len() + 1 > slot {
             return Err(Error::arg("sources", format!("{} sources do not fit the remixer's {slot} slots (slot 0 is the image)", srcs.len())));
         }
-        let mut clip_in = vec![image.picture.clip()];
+        let mut clip_in = vec![ClipImage::from(&image.picture)];
         clip_in.extend(srcs.iter().map(|(_, c)| ClipImage::Rgb(c)));
         let e = self.embed(&clip_in, settings, run).await?;
         check_dim(e.shape[1], clip_dim)?;
@@ -827,7 +791,7 @@ impl Pipeline {
         if images.len() + 1 > slot {
             return Err(Error::arg("sources", format!("{} images do not fit the remixer's {slot} slots (slot 0 stays empty)", images.len())));
         }
-        let clip_in: Vec<ClipImage> = images.iter().map(|i| i.picture.clip()).collect();
+        let clip_in: Vec<ClipImage> = images.iter().map(|i| ClipImage::from(&i.picture)).collect();
         let e = self.embed(&clip_in, settings, run).await?;
         check_dim(e.shape[1], clip_dim)?;
         let rows: Vec<&[f32]> = e.data.chunks_exact(clip_dim).collect();

@@ -11,6 +11,7 @@ UNet as a Lightning-style checkpoint (`model.diffusion_model.*`), converts it wi
     python tests/reference/bench_unet.py --bin target/release/ssv2a            # CPU vs lavapipe
     python tests/reference/bench_unet.py --bin ... --device cuda               # CUDA vs Vulkan
     python tests/reference/bench_unet.py --bin ... --parity /tmp/unet-parity  # + full-size parity
+    python tests/reference/bench_unet.py --bin ... --device cuda --no-tf32 --parity DIR   # fp32 CUDA reference
     python tests/reference/bench_unet.py --audioldm-src DIR ...                # audioldm not installed:
         # DIR holds latent_diffusion/{openaimodel,attention,util}.py of audioldm 0.1.1
 """
@@ -75,7 +76,13 @@ def main():
     ap.add_argument("--audioldm-src")
     ap.add_argument("--no-ssv2a", action="store_true")
     ap.add_argument("--parity", metavar="DIR", help="also convert + `ssv2a stage unet` and compare ε (f32, f16)")
+    ap.add_argument("--no-tf32", action="store_true",
+                    help="CUDA: keep PyTorch's convolutions and matmuls in full fp32 (cuDNN uses TF32 by default, "
+                         "which limits an fp32 reference to ~1e-3)")
     a = ap.parse_args()
+    if a.no_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
