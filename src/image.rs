@@ -8,8 +8,8 @@
 //! height, and in about a third of the cases that shrink both ways), which changes pixels by a
 //! few levels on photos. `tests/reference/make_resize_fixture.py` pins Pillow 11.3.
 //!
-//! Pure Rust and target-independent: the browser passes pixels it decoded itself; natively
-//! [`crate::imageio`] decodes files.
+//! Pure Rust and target-independent; [`crate::imageio`] decodes files into [`Picture`]s (natively
+//! and in wasm).
 
 use crate::{Error, Result};
 

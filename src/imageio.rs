@@ -1,4 +1,4 @@
-//! Decoding image files (native only; the browser decodes with its own APIs) into
+//! Decoding image files (natively, and in wasm from a file's bytes) into
 //! [`crate::image::Picture`]: JPEG with [`crate::jpeg`] (libjpeg-turbo's output bit for bit, as
 //! PIL decodes), PNG and WebP through the `image` crate, with limits.
 //!
@@ -14,11 +14,13 @@
 //!   exception: PIL opens it as mode "I;16" and `convert("RGB")` clips values above 255, which
 //!   saturates almost every pixel; we treat that as a bug, not a behaviour to reproduce.
 //! - CMYK JPEGs come back as [`Decoded::Cmyk`] (PIL's mode "CMYK"), so CLIP preprocessing
-//!   resizes in CMYK and converts after, as PIL does.
+//!   resizes in CMYK and converts after, as PIL does. Detection gets PIL's `cmyk2rgb` too;
+//!   ultralytics reads with OpenCV, whose CMYK conversion divides by 256 instead of 255
+//!   (measured: ≤ 2 levels apart on the CMYK fixtures). JPEGs in other colour spaces decode
+//!   identically in OpenCV and PIL.
 //! - WebP goes through the `image` crate (PIL uses libwebp): on the test files, lossy and
 //!   lossless, it gives libwebp 1.5.0's pixels exactly (tests/decode.rs).
 
-use std::path::Path;
 
 use crate::image::{RgbImage, RgbaImage, MAX_PIXELS};
 use crate::{Error, Result};
@@ -82,7 +84,8 @@ fn png_palette_like(bytes: &[u8]) -> bool {
 }
 
 /// Read and decode an image file.
-pub fn open(path: impl AsRef<Path>) -> Result<Decoded> {
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open(path: impl AsRef<std::path::Path>) -> Result<Decoded> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading image {}", path.display()), e))?;
     decode(&bytes, &path.display().to_string())

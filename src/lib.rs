@@ -32,7 +32,6 @@ pub mod error;
 pub mod fetch;
 pub mod image;
 pub mod jpeg;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod imageio;
 pub mod models;
 pub mod nn;

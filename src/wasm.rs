@@ -142,20 +142,20 @@ impl Generator {
         self.run(picture, &options, &progress, &cancelled).await
     }
 
-    /// Image to audio from a JPEG file's bytes, decoded here exactly as PIL (libjpeg-turbo)
-    /// decodes it, so CLIP and the detector see the official code's pixels (a browser's own
-    /// decode may differ by a few levels, and is colour-managed); CMYK JPEGs are resized in
-    /// CMYK as PIL does. Same `options`, `progress` and `cancelled` as
-    /// [`Generator::generate_image`]. Errors name the problem ("truncated JPEG", "arithmetic-coded
-    /// JPEG ... not supported", ...).
-    pub async fn generate_jpeg(
+    /// Image to audio from an image file's bytes (PNG, JPEG or WebP), decoded here exactly as
+    /// the native build decodes files, i.e. as PIL does (JPEG with libjpeg-turbo's arithmetic;
+    /// RGBA, palette and CMYK kept for CLIP's resize): the official code's pixels, where a
+    /// browser's own decode is colour-managed and its canvas premultiplies alpha. Same
+    /// `options`, `progress` and `cancelled` as [`Generator::generate_image`]. Errors name the
+    /// problem ("truncated JPEG", "not a PNG, JPEG or WebP image", ...).
+    pub async fn generate_file(
         &mut self,
-        jpeg: Vec<u8>,
+        bytes: Vec<u8>,
         options: String,
         progress: js_sys::Function,
         cancelled: js_sys::Function,
     ) -> Result<Vec<f32>, JsError> {
-        let picture = decode_jpeg_picture(&jpeg)?;
+        let picture = crate::imageio::decode(&bytes, "image").map_err(js)?;
         self.run(picture, &options, &progress, &cancelled).await
     }
 }
@@ -179,19 +179,14 @@ impl Generator {
     }
 }
 
-fn decode_jpeg_picture(bytes: &[u8]) -> Result<crate::pipeline::Picture, JsError> {
-    let j = crate::jpeg::decode(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
-    j.into_picture().map_err(js)
-}
-
-/// Decode a JPEG as PIL does (libjpeg-turbo's output, bit for bit) into RGB bytes (CMYK
-/// converted with PIL's `cmyk2rgb`): `{ width, height, rgb }`. For checking what the pipeline
-/// sees, or previewing it.
+/// Decode an image file (PNG, JPEG or WebP) as [`Generator::generate_file`] does, into RGB
+/// bytes (`convert("RGB")`: alpha dropped, CMYK converted): `{ width, height, rgb }`. For
+/// checking or previewing what the pipeline sees.
 #[wasm_bindgen]
-pub fn decode_jpeg(bytes: Vec<u8>) -> Result<js_sys::Object, JsError> {
-    let rgb = decode_jpeg_picture(&bytes)?.to_rgb();
+pub fn decode_image(bytes: Vec<u8>) -> Result<js_sys::Object, JsError> {
+    let rgb = crate::imageio::decode(&bytes, "image").map_err(js)?.to_rgb();
     let o = js_sys::Object::new();
-    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ()).map_err(|_| JsError::new("decode_jpeg: building the result"));
+    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ()).map_err(|_| JsError::new("decode_image: building the result"));
     set("width", JsValue::from(rgb.width as u32))?;
     set("height", JsValue::from(rgb.height as u32))?;
     set("rgb", js_sys::Uint8Array::from(&rgb.data[..]).into())?;

@@ -74,12 +74,15 @@ async fn pipeline_in_browser() {
     assert!(Settings::from_options(&serde_json::json!({"stepz": 1}), "fast").is_err());
 }
 
-/// The JPEG decoder in wasm gives PIL's pixels exactly, as natively (tests/decode.rs has every
-/// fixture; these cover baseline 4:2:0, progressive, h1v2, restarts and CMYK).
+/// Image decoding in wasm gives PIL's pixels exactly, as natively (tests/decode.rs and
+/// tests/models_clip.rs have every fixture): JPEG (baseline 4:2:0, progressive, h1v2, restarts,
+/// CMYK) and WebP decodes, and CLIP's resize + crop of PNG (RGBA, grey, palette, 16-bit), JPEG
+/// and CMYK files against Pillow 11.3.
 #[wasm_bindgen_test]
-fn jpeg_in_browser() {
-    let golden: &[u8] = include_bytes!("fixtures/decode_pil.safetensors");
-    let st = safetensors::SafeTensors::deserialize(golden).unwrap();
+fn image_decoding_in_browser() {
+    use ssv2a::imageio::decode;
+    use ssv2a::models::clip::ClipImage;
+    let golden = safetensors::SafeTensors::deserialize(include_bytes!("fixtures/decode_pil.safetensors")).unwrap();
     let files: [(&str, &[u8]); 5] = [
         ("pil_420_opt_q85_123x45", include_bytes!("fixtures/images/jpeg/pil_420_opt_q85_123x45.jpg")),
         ("pil_420_q50_prog_101x67", include_bytes!("fixtures/images/jpeg/pil_420_q50_prog_101x67.jpg")),
@@ -89,7 +92,25 @@ fn jpeg_in_browser() {
     ];
     for (name, bytes) in files {
         let j = ssv2a::jpeg::decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(j.data, st.tensor(name).unwrap().data(), "{name}: differs from PIL");
+        assert_eq!(j.data, golden.tensor(name).unwrap().data(), "{name}: differs from PIL");
     }
-    assert!(ssv2a::jpeg::decode(&include_bytes!("fixtures/images/jpeg/pil_420_q50_prog_101x67.jpg")[..600]).is_err());
+    let webp = decode(include_bytes!("fixtures/images/webp/photo_q80_121x91.webp"), "webp").unwrap().to_rgb();
+    assert_eq!(webp.data, golden.tensor("webp.photo_q80_121x91").unwrap().data(), "lossy WebP");
+    let crops = safetensors::SafeTensors::deserialize(include_bytes!("fixtures/clip_preprocess.safetensors")).unwrap();
+    let images: [(&str, &[u8]); 6] = [
+        ("photo_203x200", include_bytes!("fixtures/images/photo_203x200.jpg")),
+        ("rgba_97x61", include_bytes!("fixtures/images/rgba_97x61.png")),
+        ("gray_61x97", include_bytes!("fixtures/images/gray_61x97.png")),
+        ("palette_150x100", include_bytes!("fixtures/images/palette_150x100.png")),
+        ("rgb16_40x30", include_bytes!("fixtures/images/rgb16_40x30.png")),
+        ("cmyk_48x40", include_bytes!("fixtures/images/cmyk_48x40.jpg")),
+    ];
+    for (stem, bytes) in images {
+        let p = decode(bytes, stem).unwrap();
+        let crop = ClipImage::from(&p).resize_crop(224).unwrap();
+        assert_eq!(crop.data, crops.tensor(&format!("out.{stem}.crop")).unwrap().data(), "{stem}: CLIP crop differs from PIL");
+    }
+    let cut = &include_bytes!("fixtures/images/jpeg/pil_420_q50_prog_101x67.jpg")[..600];
+    assert!(decode(cut, "cut.jpg").unwrap_err().to_string().contains("truncated"));
+    assert!(decode(b"GIF89a....", "a.gif").unwrap_err().to_string().contains("a.gif"));
 }

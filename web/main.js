@@ -40,7 +40,15 @@ check.onclick = () => {
   worker.postMessage({ type: "check", m: 256, n: 256, k: 256 });
 };
 
-// Non-JPEG images are decoded by the browser and sent as RGBA pixels.
+// Whether the wasm side decodes this file (PNG, JPEG, WebP, by their signatures).
+function decodedInWasm(h) {
+  const png = h[0] === 0x89 && h[1] === 0x50 && h[2] === 0x4e && h[3] === 0x47;
+  const jpeg = h[0] === 0xff && h[1] === 0xd8;
+  const webp = String.fromCharCode(...h.slice(0, 4)) === "RIFF" && String.fromCharCode(...h.slice(8, 12)) === "WEBP";
+  return png || jpeg || webp;
+}
+
+// Other images (GIF, BMP, AVIF, ...) are decoded by the browser and sent as RGBA pixels.
 async function pixels() {
   const file = document.getElementById("image").files[0];
   const bitmap = file ? await createImageBitmap(file) : null;
@@ -64,11 +72,10 @@ generate.onclick = async () => {
   cancel.disabled = false;
   const options = JSON.stringify({ preset: document.getElementById("preset").value });
   const file = document.getElementById("image").files[0];
-  const head = file ? new Uint8Array(await file.slice(0, 2).arrayBuffer()) : null;
-  if (head && head[0] === 0xff && head[1] === 0xd8) {
-    // A JPEG: the worker decodes the file itself, as PIL would.
-    const jpeg = await file.arrayBuffer();
-    worker.postMessage({ type: "generate", jpeg, options }, [jpeg]);
+  if (file && decodedInWasm(new Uint8Array(await file.slice(0, 12).arrayBuffer()))) {
+    // PNG, JPEG, WebP: the worker decodes the file itself, as PIL would.
+    const bytes = await file.arrayBuffer();
+    worker.postMessage({ type: "generate", file: bytes, options }, [bytes]);
     return;
   }
   const { data, w, h } = await pixels();

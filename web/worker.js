@@ -34,10 +34,10 @@ onmessage = async ({ data }) => {
       cancelled = false;
       const t0 = performance.now();
       const progress = (stage, done, total) => postMessage({ type: "progress", stage, done, total });
-      // JPEG files are decoded in wasm exactly as PIL decodes them (the official pipeline's
-      // pixels); other images arrive as pixels the browser decoded.
-      const wave = data.jpeg
-        ? await generator.generate_jpeg(new Uint8Array(data.jpeg), data.options, progress, () => cancelled)
+      // PNG, JPEG and WebP files are decoded in wasm exactly as PIL decodes them (the official
+      // pipeline's pixels); other images arrive as pixels the browser decoded.
+      const wave = data.file
+        ? await generator.generate_file(new Uint8Array(data.file), data.options, progress, () => cancelled)
         : await generator.generate_image(new Uint8Array(data.rgba), data.width, data.height, data.options, progress, () => cancelled);
       const wav = encode_wav(wave, 16000);
       postMessage({

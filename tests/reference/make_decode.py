@@ -8,7 +8,7 @@ cut from the committed photo (`images/photo_203x200.jpg`, PIL's decode of it) an
 test image (`images/rgb_640x427.png`), at odd sizes so that partial blocks, partial MCUs and
 upsampling edges are exercised, and encoded two ways:
   - by Pillow (4:4:4, 4:2:2, 4:2:0, progressive, optimised Huffman tables, greyscale, Adobe RGB
-    with `keep_rgb`, CMYK, images of 1-5 pixels where libjpeg switches off fancy upsampling);
+    with `keep_rgb`, CMYK, YCCK (a CMYK file with its Adobe transform flag set to 2), images of 1-5 pixels where libjpeg switches off fancy upsampling);
   - by libjpeg-turbo's `cjpeg` (Debian's libjpeg-turbo-progs), for what Pillow cannot write:
     4:4:0 (h1v2 upsampling), 4:1:1 and h4v2 (replication), mixed chroma factors, restart
     intervals, progressive with restarts, and progressive scan scripts that leave AC
@@ -88,6 +88,12 @@ def pil_jpeg(arr, mode="RGB", **kw):
     return buf.getvalue()
 
 
+def as_ycck(jpeg: bytes) -> bytes:
+    i = jpeg.index(b"Adobe")
+    assert jpeg[i - 4:i - 2] == b"\xff\xee" and jpeg[i + 11] == 0, "expected an Adobe APP14 with transform 0"
+    return jpeg[:i + 11] + b"\x02" + jpeg[i + 12:]
+
+
 def cjpeg(arr, *args):
     with tempfile.TemporaryDirectory() as d:
         ppm = Path(d) / "in.ppm"
@@ -113,6 +119,9 @@ def main():
         "pil_gray_prog_45x29": pil_jpeg(cut(photo, 150, 150, 29, 45), mode="L", quality=85, progressive=True),
         "pil_rgb_keep_33x21": pil_jpeg(cut(photo, 5, 160, 21, 33), quality=90, keep_rgb=True, subsampling="4:4:4"),
         "pil_cmyk_29x23": pil_jpeg(cut(photo, 120, 10, 23, 29), mode="CMYK", quality=90),
+        # YCCK: nothing here writes it, so take the CMYK file and set its Adobe transform flag to
+        # 2: libjpeg then reads the same data as YCCK and converts it to CMYK.
+        "pil_ycck_29x23": as_ycck(pil_jpeg(cut(photo, 120, 10, 23, 29), mode="CMYK", quality=90)),
         "pil_420_1x1": pil_jpeg(cut(photo, 100, 100, 1, 1), quality=90),
         "pil_420_4x9": pil_jpeg(cut(photo, 30, 30, 9, 4), quality=90),
         "pil_420_5x3": pil_jpeg(cut(photo, 90, 140, 3, 5), quality=90),
