@@ -21,7 +21,6 @@
 //! - WebP goes through the `image` crate (PIL uses libwebp): on the test files, lossy and
 //!   lossless, it gives libwebp 1.5.0's pixels exactly (tests/decode.rs).
 
-
 use crate::image::{RgbImage, RgbaImage, MAX_PIXELS};
 use crate::{Error, Result};
 

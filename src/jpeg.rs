@@ -573,6 +573,9 @@ impl<'a> Decoder<'a> {
                 c.coef_bits[k] = al as i32;
             }
         }
+        // Each scan component's tables (checked present above for what this scan decodes).
+        let tables: Vec<(Option<&Huffman>, Option<&Huffman>)> = sel.iter().map(|&(_, td, ta)| (self.dc.get(td).and_then(Option::as_ref), self.ac.get(ta).and_then(Option::as_ref))).collect();
+        let undefined = || "scan uses an undefined Huffman table".to_string();
         let data = self.data;
         let mut bits = Bits::new(data, self.pos);
         let mut dc_pred = [0i32; 4];
@@ -599,7 +602,8 @@ impl<'a> Decoder<'a> {
                 eobrun = 0;
             }
             let (ux, uy) = (unit % units_x, unit / units_x);
-            for (si, &(ci, td, ta)) in sel.iter().enumerate() {
+            for (si, &(ci, _, _)) in sel.iter().enumerate() {
+                let (dct, act) = tables[si];
                 let c = &mut frame.comps[ci];
                 let (nh, nv) = if ns == 1 { (1, 1) } else { (c.h, c.v) };
                 for by in 0..nv {
@@ -608,11 +612,10 @@ impl<'a> Decoder<'a> {
                         let off = (y * c.bw + x) * 64;
                         let block = &mut c.coefs[off..off + 64];
                         if !progressive {
-                            decode_block(&mut bits, block, self.dc[td].as_ref().unwrap(), self.ac[ta].as_ref().unwrap(), &mut dc_pred[si])?;
+                            decode_block(&mut bits, block, dct.ok_or_else(undefined)?, act.ok_or_else(undefined)?, &mut dc_pred[si])?;
                         } else if ss == 0 {
                             if ah == 0 {
-                                let t = self.dc[td].as_ref().unwrap();
-                                let s = bits.huff(t)? as u32;
+                                let s = bits.huff(dct.ok_or_else(undefined)?)? as u32;
                                 let diff = extend(bits.bits(s), s);
                                 dc_pred[si] = dc_pred[si].wrapping_add(diff);
                                 block[0] = (dc_pred[si] as i64).wrapping_shl(al) as i16;
@@ -620,9 +623,9 @@ impl<'a> Decoder<'a> {
                                 block[0] |= (1i32 << al) as i16;
                             }
                         } else if ah == 0 {
-                            ac_first(&mut bits, block, self.ac[ta].as_ref().unwrap(), ss, se, al, &mut eobrun)?;
+                            ac_first(&mut bits, block, act.ok_or_else(undefined)?, ss, se, al, &mut eobrun)?;
                         } else {
-                            ac_refine(&mut bits, block, self.ac[ta].as_ref().unwrap(), ss, se, al, &mut eobrun)?;
+                            ac_refine(&mut bits, block, act.ok_or_else(undefined)?, ss, se, al, &mut eobrun)?;
                         }
                     }
                 }

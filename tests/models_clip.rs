@@ -5,16 +5,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 
-use common::golden::{compare_trace, Golden};
+use common::golden::{compare_trace, pack_values, Golden};
 use common::{assert_close, run, Tol};
 use ssv2a::convert::plan::CheckpointSource;
 use ssv2a::convert::Checkpoint;
 use ssv2a::image::{RgbImage, CLIP_MEAN, CLIP_STD};
 use ssv2a::imageio::{decode, Decoded};
 use ssv2a::models::clip::{self, ClipImage, ClipVision};
-use ssv2a::tensor::HostTensor;
 use ssv2a::{Gpu, Weights};
 
 const ACT_TOL: Tol = Tol { abs: 1e-4, rel: 1e-3 };
@@ -31,15 +29,6 @@ fn openai_pack(gpu: &Gpu, g: &Golden, f16: bool) -> Result<Weights, String> {
     let src = g.state();
     let plan = clip::plan(&src, Some(&g.config())).map_err(e)?;
     Weights::from_bytes(gpu, plan.to_bytes(&src, f16).map_err(e)?, &g.name).map_err(e)
-}
-
-async fn pack_values(w: &Weights) -> BTreeMap<String, HostTensor> {
-    let mut out = BTreeMap::new();
-    for k in w.keys() {
-        let s = w.shape_of(&k).unwrap();
-        out.insert(k.clone(), w.host(&k, &s).unwrap());
-    }
-    out
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::golden::{compare_trace, Golden};
+use common::golden::{compare_trace, pack_values, Golden};
 use common::{assert_close, run, Tol};
 use ssv2a::convert::plan::{CheckpointSource, MemSource, TensorSource};
 use ssv2a::convert::Checkpoint;
@@ -308,16 +308,6 @@ fn aggregator_matches_pytorch() {
         assert!(a.data.iter().zip(&b.data).any(|(x, y)| (x - y).abs() > 1e-3), "dropout had no effect");
         Ok(())
     });
-}
-
-/// Pack tensors as a name -> values map.
-async fn pack_values(w: &Weights) -> BTreeMap<String, HostTensor> {
-    let mut out = BTreeMap::new();
-    for k in w.keys() {
-        let s = w.shape_of(&k).unwrap();
-        out.insert(k.clone(), w.host(&k, &s).unwrap());
-    }
-    out
 }
 
 #[test]

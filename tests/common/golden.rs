@@ -98,3 +98,14 @@ pub fn error_stats(got: &[f32], want: &[f32]) -> (f64, f64) {
     }
     (max_err / max_ref.max(1e-30), 10.0 * (sig / noise.max(1e-300)).log10())
 }
+
+/// Every tensor of a pack as a name -> values map (to compare packs converted from different
+/// checkpoint layouts).
+pub async fn pack_values(w: &ssv2a::Weights) -> BTreeMap<String, HostTensor> {
+    let mut out = BTreeMap::new();
+    for k in w.keys() {
+        let s = w.shape_of(&k).unwrap();
+        out.insert(k.clone(), w.host(&k, &s).unwrap());
+    }
+    out
+}
