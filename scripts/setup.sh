@@ -11,6 +11,18 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
+# /dev/null must be the null device. On a machine where it is a regular file (seen here: the
+# environment recreated it as one), whatever a build-script probe writes to "null" piles up in
+# it, and cargo's target probe (`rustc -` with stdin from /dev/null) then compiles that text and
+# fails ("failed to run `rustc` to learn about target-specific information"). Recreate it.
+if [ ! -c /dev/null ]; then
+  echo "setup: /dev/null is not a character device; recreating it"
+  if ! { $SUDO mknod -m 666 /dev/.null.ssv2a c 1 3 && $SUDO mv -f /dev/.null.ssv2a /dev/null; }; then
+    echo "setup: cannot recreate /dev/null (needs root and CAP_MKNOD); emptying it instead" >&2
+    : > /dev/null || true
+  fi
+fi
+
 missing=()
 for pkg in mesa-vulkan-drivers chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
