@@ -6,14 +6,7 @@
 # models_audioldm, ssv2a; built here with `cargo test --release --no-run` and `cargo build
 # --release`), audioldm 0.1.1's UNet sources in .devbin/audioldm_src, and the Vulkan loader .debs
 # in .gl/ (see the device README).
-set -uo pipefail
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-export XDG_RUNTIME_DIR=/tmp/xdg; mkdir -p -m700 /tmp/xdg
-# Test binaries look for fixtures under the path they were built in.
-mkdir -p /work && ln -sfn "$PWD" /work/main
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+source "$(dirname "$0")/device_env.sh"
 {
   nvidia-smi -L; nproc
   echo "== info"; .devbin/ssv2a info

@@ -3,12 +3,7 @@
 # with TF32 off (cuDNN's default TF32 limited the first check's fp32 reference to ~1e-3), PyTorch
 # fp32 step times without TF32, and the CLIP / Cycle Mix / YOLO benchmarks and a full-size demo
 # on the GPU through Vulkan. Same prerequisites as device_check.sh.
-set -uo pipefail
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-export XDG_RUNTIME_DIR=/tmp/xdg; mkdir -p -m700 /tmp/xdg
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+source "$(dirname "$0")/device_env.sh"
 {
   nvidia-smi -L
   echo "== unet: PyTorch CUDA (TF32 off) vs ssv2a Vulkan, f32/f16 parity"

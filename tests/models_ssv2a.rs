@@ -267,6 +267,14 @@ fn cycle_mix_with_the_rng_is_deterministic_and_unit_norm() {
     });
 }
 
+/// A seed means the same numbers on every target and version: the normal stream (variational
+/// draws, diffusion noise) is pinned here and, with the same digest, in the browser
+/// (tests/web.rs).
+#[test]
+fn seeded_normal_stream_is_pinned() {
+    assert_eq!(common::normal_stream_digest(42, 1 << 20), common::NORMAL_STREAM_42, "Rng::new(42) normal stream changed");
+}
+
 #[test]
 fn aggregator_matches_pytorch() {
     run(|gpu| async move {

@@ -74,6 +74,13 @@ async fn pipeline_in_browser() {
     assert!(Settings::from_options(&serde_json::json!({"stepz": 1}), "fast").is_err());
 }
 
+/// The seeded normal stream in wasm is the native one (tests/models_ssv2a.rs pins the same
+/// digest): a seed gives the same Cycle Mix draws and diffusion noise in the browser.
+#[wasm_bindgen_test]
+fn seeded_normal_stream_is_the_native_one() {
+    assert_eq!(common::normal_stream_digest(42, 1 << 20), common::NORMAL_STREAM_42);
+}
+
 /// Image decoding in wasm gives PIL's pixels exactly, as natively (tests/decode.rs and
 /// tests/models_clip.rs have every fixture): JPEG (baseline 4:2:0, progressive, h1v2, restarts,
 /// CMYK) and WebP decodes, and CLIP's resize + crop of PNG (RGBA, grey, palette, 16-bit), JPEG

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ssv2a::models::clip::{self, ClipVision};
-use ssv2a::models::ssv2a::{self as m, CycleMixOptions, MixInput, RemixMode, Ssv2a};
+use ssv2a::models::ssv2a::{self as m, CycleMixOptions, Draw, MixInput, Noise, RemixMode, Ssv2a};
 use ssv2a::rng::Rng;
 use ssv2a::{Gpu, Tensor, Weights};
 
@@ -35,6 +35,10 @@ pub struct Args {
     /// average of N draws; the same distribution).
     #[arg(long)]
     collapsed: bool,
+    /// Also time Cycle Mix with the Box–Muller normals this crate used before the ziggurat
+    /// (the baseline for the sampling cost, same process).
+    #[arg(long)]
+    box_muller: bool,
     /// Detected sources in the Cycle Mix scene (the detector keeps at most 16).
     #[arg(long, default_value_t = 16)]
     sources: usize,
@@ -42,6 +46,40 @@ pub struct Args {
     /// weights) for the CLIP tower and each SSV2A module.
     #[arg(long)]
     cosines: bool,
+}
+
+/// The baseline normal generator: Box–Muller in f64 on the same xoshiro stream (both values of
+/// each pair used), as `Rng::normal` was before the ziggurat.
+struct BoxMuller(Rng, Option<f64>);
+
+impl BoxMuller {
+    fn normal(&mut self) -> f64 {
+        if let Some(v) = self.1.take() {
+            return v;
+        }
+        let u1 = loop {
+            let u = self.0.uniform();
+            if u > 0.0 {
+                break u;
+            }
+        };
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (2.0 * std::f64::consts::PI * self.0.uniform()).sin_cos();
+        self.1 = Some(r * s);
+        r * c
+    }
+}
+
+impl Noise for BoxMuller {
+    fn normals(&mut self, _: Draw, n: usize) -> ssv2a::Result<Vec<f32>> {
+        Ok((0..n).map(|_| self.normal() as f32).collect())
+    }
+    fn permutation(&mut self, d: Draw, n: usize) -> ssv2a::Result<Vec<usize>> {
+        Noise::permutation(&mut self.0, d, n)
+    }
+    fn uniforms(&mut self, d: Draw, n: usize) -> ssv2a::Result<Vec<f32>> {
+        Noise::uniforms(&mut self.0, d, n)
+    }
 }
 
 fn load() -> String {
@@ -124,35 +162,73 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         let srcs: Vec<Vec<f32>> = (0..a.sources).map(|_| unit(&mut rng, 768)).collect();
         let refs: Vec<&[f32]> = srcs.iter().map(|s| s.as_slice()).collect();
         let input = MixInput::image(&global, &refs, cfg.remixer.slot)?;
-        let mut runs = vec![(RemixMode::Shared, a.cycle_its, false)];
+        if a.box_muller {
+            // The normal generators alone: 2²⁴ values each, same process.
+            let n = 1 << 24;
+            let t0 = Instant::now();
+            let z = Noise::normals(&mut Rng::new(5), Draw::new(m::DrawKind::Remix), n)?;
+            let tz = t0.elapsed().as_secs_f64();
+            let t0 = Instant::now();
+            let b = BoxMuller(Rng::new(5), None).normals(Draw::new(m::DrawKind::Remix), n)?;
+            let tb = t0.elapsed().as_secs_f64();
+            anyhow::ensure!(z.len() == b.len());
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            println!(
+                "normals: ziggurat in blocks on {threads} threads {:.2} ns/value, Box–Muller (one stream) {:.2} ns/value: {:.2}× faster",
+                tz * 1e9 / n as f64,
+                tb * 1e9 / n as f64,
+                tb / tz
+            );
+        }
+        let mut runs = vec![(RemixMode::Shared, a.cycle_its, false, false)];
+        if a.box_muller {
+            runs.push((RemixMode::Shared, a.cycle_its, false, true));
+        }
         if a.collapsed {
-            runs.push((RemixMode::Shared, a.cycle_its, true));
+            runs.push((RemixMode::Shared, a.cycle_its, true, false));
         }
         if let Some(s) = a.shuffled_its {
-            runs.push((RemixMode::Shuffled, s, false));
+            runs.push((RemixMode::Shuffled, s, false, false));
         }
-        for (mode, its, collapsed) in runs {
+        let mut base_best = None;
+        for (mode, its, collapsed, box_muller) in runs {
             if its == 0 && mode == RemixMode::Shared {
                 continue;
             }
+            let noise = |seed: u64| -> Box<dyn Noise> {
+                if box_muller {
+                    Box::new(BoxMuller(Rng::new(seed), None))
+                } else {
+                    Box::new(Rng::new(seed))
+                }
+            };
             let opts = CycleMixOptions { its, remix: mode, collapsed_sampling: collapsed, ..Default::default() };
             // warm-up: one round compiles every pipeline
             let warm = CycleMixOptions { its: 0, ..opts };
             let t0 = Instant::now();
-            model.cycle_mix(&input, &warm, &mut Rng::new(3), None).await?;
+            model.cycle_mix(&input, &warm, noise(3).as_mut(), None).await?;
             let first = t0.elapsed().as_secs_f64();
             let mut times = vec![];
             let c0 = cpu_seconds();
             for r in 0..reps {
                 let t0 = Instant::now();
-                let out = model.cycle_mix(&input, &opts, &mut Rng::new(42 + r as u64), None).await?;
+                let out = model.cycle_mix(&input, &opts, noise(42 + r as u64).as_mut(), None).await?;
                 times.push(t0.elapsed().as_secs_f64());
                 anyhow::ensure!(out.data.iter().all(|v| v.is_finite()), "non-finite Cycle Mix output");
             }
             let cpu = (cpu_seconds() - c0) / reps as f64;
+            let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+            let ratio = match (base_best, box_muller) {
+                (Some(z), true) => format!("; ziggurat run {:.2}× faster", best / z),
+                _ => String::new(),
+            };
+            if mode == RemixMode::Shared && !collapsed && !box_muller {
+                base_best = Some(best);
+            }
             println!(
-                "cycle mix {mode:?}{}: {} rounds × {} candidates × {} samples, {} sources: {}; process CPU {cpu:.2} s per run; first round {first:.2} s; load {}",
+                "cycle mix {mode:?}{}{}: {} rounds × {} candidates × {} samples, {} sources: {}; process CPU {cpu:.2} s per run; first round {first:.2} s; load {}{ratio}",
                 if collapsed { " collapsed sampling" } else { "" },
+                if box_muller { " Box–Muller normals (baseline)" } else { "" },
                 its + 1,
                 opts.samples,
                 opts.var_samples,

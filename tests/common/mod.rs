@@ -8,6 +8,16 @@ pub mod golden;
 use ssv2a::rng::Rng;
 use ssv2a::Gpu;
 
+/// FNV-1a over the f32 bits of `Rng::new(seed).normals(n)`: pins the seeded normal stream
+/// (what a seed means for every sampled result) natively and in the browser.
+pub fn normal_stream_digest(seed: u64, n: usize) -> u64 {
+    Rng::new(seed).normals(n).iter().flat_map(|v| v.to_bits().to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// `normal_stream_digest(42, 1 << 20)`: a million draws, about 15,000 of them through the
+/// ziggurat's wedge test (`exp`) and 260 through its tail (`ln`).
+pub const NORMAL_STREAM_42: u64 = 0xe6a5_261e_1ef1_4d59;
+
 /// `|got − want| ≤ abs + rel·|want|` per element.
 #[derive(Clone, Copy, Debug)]
 pub struct Tol {

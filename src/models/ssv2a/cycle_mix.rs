@@ -273,22 +273,26 @@ impl Ssv2a {
         let mut out = vec![0f32; b * s_count * c];
         // Per candidate, in the official order: the shuffle (if any), then the noise.
         let mut perms = vec![];
-        let mut eps = vec![];
-        for j in 0..s_count {
-            if opts.remix == RemixMode::Shuffled {
-                let p = noise.permutation(Draw::at(DrawKind::Shuffle, i, j), slot)?;
-                let mut seen = vec![false; slot];
-                if p.len() != slot || p.iter().any(|&x| x >= slot || std::mem::replace(&mut seen[x], true)) {
-                    return Err(Error::arg("cycle mix", format!("noise source gave an invalid permutation of {slot} slots")));
+        let want = n.draws(b * c);
+        let eps = match opts.remix {
+            // No shuffles between the noise draws: all S drawn together.
+            RemixMode::Shared => noise.normals_many(&(0..s_count).map(|j| (Draw::at(DrawKind::Remix, i, j), want)).collect::<Vec<_>>())?,
+            RemixMode::Shuffled => {
+                let mut eps = vec![];
+                for j in 0..s_count {
+                    let p = noise.permutation(Draw::at(DrawKind::Shuffle, i, j), slot)?;
+                    let mut seen = vec![false; slot];
+                    if p.len() != slot || p.iter().any(|&x| x >= slot || std::mem::replace(&mut seen[x], true)) {
+                        return Err(Error::arg("cycle mix", format!("noise source gave an invalid permutation of {slot} slots")));
+                    }
+                    perms.push(p);
+                    eps.push(noise.normals(Draw::at(DrawKind::Remix, i, j), want)?);
                 }
-                perms.push(p);
+                eps
             }
-            let want = n.draws(b * c);
-            let e = noise.normals(Draw::at(DrawKind::Remix, i, j), want)?;
-            if e.len() != want {
-                return Err(Error::arg("cycle mix", format!("noise source gave {} values for the remix draw, expected {want}", e.len())));
-            }
-            eps.push(e);
+        };
+        if eps.len() != s_count || eps.iter().any(|e| e.len() != want) {
+            return Err(Error::arg("cycle mix", format!("noise source gave the wrong number of values for the remix draws (expected {s_count} × {want})")));
         }
         let (mu, lv) = match opts.remix {
             RemixMode::Shared => {

@@ -52,6 +52,11 @@ impl Draw {
 pub trait Noise {
     /// `n` standard normals, laid out as the draw's shape in row-major order.
     fn normals(&mut self, draw: Draw, n: usize) -> Result<Vec<f32>>;
+    /// Several draws, as consecutive [`Noise::normals`] calls (an implementation may fill
+    /// them together, as [`Rng`] does on all cores).
+    fn normals_many(&mut self, draws: &[(Draw, usize)]) -> Result<Vec<Vec<f32>>> {
+        draws.iter().map(|&(d, n)| self.normals(d, n)).collect()
+    }
     /// A permutation of `0..n`.
     fn permutation(&mut self, draw: Draw, n: usize) -> Result<Vec<usize>>;
     /// `n` uniforms in [0, 1).
@@ -61,6 +66,9 @@ pub trait Noise {
 impl Noise for Rng {
     fn normals(&mut self, _: Draw, n: usize) -> Result<Vec<f32>> {
         Ok(Rng::normals(self, n))
+    }
+    fn normals_many(&mut self, draws: &[(Draw, usize)]) -> Result<Vec<Vec<f32>>> {
+        Ok(Rng::normals_many(self, &draws.iter().map(|d| d.1).collect::<Vec<_>>()))
     }
     fn permutation(&mut self, _: Draw, n: usize) -> Result<Vec<usize>> {
         Ok(Rng::permutation(self, n))
