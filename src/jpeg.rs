@@ -641,22 +641,7 @@ fn decode_block(bits: &mut Bits, block: &mut [i16], dc: &Huffman, ac: &Huffman, 
     let diff = extend(bits.bits(s), s);
     *pred = pred.wrapping_add(diff);
     block[0] = *pred as i16;
-    let mut k = 1usize;
-    while k < 64 {
-        let rs = bits.huff(ac)?;
-        let (r, s) = ((rs >> 4) as usize, (rs & 15) as u32);
-        if s != 0 {
-            k += r;
-            let v = extend(bits.bits(s), s);
-            block[NATURAL[k.min(79)]] = v as i16;
-        } else if r == 15 {
-            k += 15;
-        } else {
-            break;
-        }
-        k += 1;
-    }
-    Ok(())
+    ac_run_length(bits, block, ac, 1, 63, 0, None)
 }
 
 fn ac_first(bits: &mut Bits, block: &mut [i16], ac: &Huffman, ss: usize, se: usize, al: u32, eobrun: &mut u32) -> Result<(), String> {
@@ -664,6 +649,15 @@ fn ac_first(bits: &mut Bits, block: &mut [i16], ac: &Huffman, ss: usize, se: usi
         *eobrun -= 1;
         return Ok(());
     }
+    ac_run_length(bits, block, ac, ss, se, al, Some(eobrun))
+}
+
+/// The AC run/size loop over zig-zag positions ss..=se, values shifted left by `al`. An s = 0
+/// symbol other than ZRL (r = 15) ends the block; in a sequential scan (`eobrun` None, jdhuff)
+/// that is all, in a progressive first AC scan (jdphuff) EOBr also starts an end-of-band run of
+/// 2^r + r more bits − 1 further blocks. The two readers differ only there, also on symbols a
+/// valid file never holds (r in 1..=14 with s = 0 in a sequential scan).
+fn ac_run_length(bits: &mut Bits, block: &mut [i16], ac: &Huffman, ss: usize, se: usize, al: u32, mut eobrun: Option<&mut u32>) -> Result<(), String> {
     let mut k = ss;
     while k <= se {
         let rs = bits.huff(ac)?;
@@ -675,7 +669,9 @@ fn ac_first(bits: &mut Bits, block: &mut [i16], ac: &Huffman, ss: usize, se: usi
         } else if r == 15 {
             k += 15;
         } else {
-            *eobrun = (1u32 << r) + bits.bits(r) - 1;
+            if let Some(run) = eobrun.as_deref_mut() {
+                *run = (1u32 << r) + bits.bits(r) - 1;
+            }
             break;
         }
         k += 1;
