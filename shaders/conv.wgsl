@@ -167,12 +167,27 @@ fn x1(base: i32, ok: bool) -> f32 {
     return select(0.0, x[select(0u, u32(base), ok)], ok);
 }
 
-// ---- activations (copied from unary.wgsl so numerics match the unary ops) ----
+// ---- shared: activations.wgsl ----
+// One text, copied verbatim into every family that applies activations (unary, matmul, conv);
+// build.rs fails the build when a copy differs from shaders/shared/activations.wgsl, and
+// `ops::Act`'s discriminants are tested against the ACT_* codes below.
+// Numerics: erf is a Taylor series for |x| < 0.5 (error < 1e-8) and Abramowitz–Stegun 7.1.26
+// above (absolute error ≤ 1.5e-7); tanh avoids exp overflow (series near 0,
+// (1 − e^{−2|x|})/(1 + e^{−2|x|}) elsewhere); sigmoid is 1/(1 + e^{−x}), exact at both tails.
+
+const ACT_NONE: u32 = 0u;
+const ACT_GELU: u32 = 1u;
+const ACT_GELU_TANH: u32 = 2u;
+const ACT_QUICK_GELU: u32 = 3u;
+const ACT_SILU: u32 = 4u;
+const ACT_RELU: u32 = 5u;
+const ACT_TANH: u32 = 6u;
 
 fn f_erf(v: f32) -> f32 {
     let a = abs(v);
     if (a < 0.5) {
         let z = v * v;
+        // 2/√π · (x − x³/3 + x⁵/10 − x⁷/42 + x⁹/216 − x¹¹/1320)
         return 1.1283791670955126 * v * (1.0 + z * (-0.3333333333 + z * (0.1 + z * (-0.0238095238 + z * (0.0046296296 + z * -0.0007575758)))));
     }
     let t = 1.0 / (1.0 + 0.3275911 * a);
@@ -185,6 +200,7 @@ fn f_tanh(v: f32) -> f32 {
     let a = abs(v);
     if (a < 0.3) {
         let z = v * v;
+        // x − x³/3 + 2x⁵/15 − 17x⁷/315 + 62x⁹/2835
         return v * (1.0 + z * (-0.3333333333 + z * (0.1333333333 + z * (-0.0539682540 + z * 0.0218694885))));
     }
     let t = exp(-2.0 * a);
@@ -196,22 +212,43 @@ fn f_sigmoid(v: f32) -> f32 {
     return 1.0 / (1.0 + exp(-v));
 }
 
-// Bias + the fused activation (`Act` codes in src/ops/mod.rs).
+fn f_gelu(v: f32) -> f32 {
+    return 0.5 * v * (1.0 + f_erf(v * 0.7071067811865476));
+}
+
+fn f_gelu_tanh(v: f32) -> f32 {
+    return 0.5 * v * (1.0 + f_tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+}
+
+fn f_quick_gelu(v: f32) -> f32 {
+    return v * f_sigmoid(1.702 * v);
+}
+
+fn f_silu(v: f32) -> f32 {
+    return v * f_sigmoid(v);
+}
+
+// The activation with code `act` (ACT_*; `ops::Act` in Rust).
+fn apply_act(v: f32, act: u32) -> f32 {
+    switch act {
+        case ACT_GELU: { return f_gelu(v); }
+        case ACT_GELU_TANH: { return f_gelu_tanh(v); }
+        case ACT_QUICK_GELU: { return f_quick_gelu(v); }
+        case ACT_SILU: { return f_silu(v); }
+        case ACT_RELU: { return max(v, 0.0); }
+        case ACT_TANH: { return f_tanh(v); }
+        default: { return v; }
+    }
+}
+// ---- end shared: activations.wgsl ----
+
+// Bias + the fused activation (ACT_* codes).
 fn finish(v0: f32, co: u32) -> f32 {
     var v = v0;
     if (p.has_bias != 0u) {
         v += bias[co];
     }
-    switch p.act {
-        case 1u: { v = 0.5 * v * (1.0 + f_erf(v * 0.7071067811865476)); }
-        case 2u: { v = 0.5 * v * (1.0 + f_tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-        case 3u: { v = v * f_sigmoid(1.702 * v); }
-        case 4u: { v = v * f_sigmoid(v); }
-        case 5u: { v = max(v, 0.0); }
-        case 6u: { v = f_tanh(v); }
-        default: {}
-    }
-    return v;
+    return apply_act(v, p.act);
 }
 
 // Store 4 outputs of channel co at y[idx] where ok (and the channel exists).

@@ -95,7 +95,21 @@ const TM: u32 = 8u;
 const TN: u32 = 16u;
 const WG: u32 = 64u;
 
-// ---- activations (copied from unary.wgsl so the numerics match `ops::unary`) ----
+// ---- shared: activations.wgsl ----
+// One text, copied verbatim into every family that applies activations (unary, matmul, conv);
+// build.rs fails the build when a copy differs from shaders/shared/activations.wgsl, and
+// `ops::Act`'s discriminants are tested against the ACT_* codes below.
+// Numerics: erf is a Taylor series for |x| < 0.5 (error < 1e-8) and Abramowitz–Stegun 7.1.26
+// above (absolute error ≤ 1.5e-7); tanh avoids exp overflow (series near 0,
+// (1 − e^{−2|x|})/(1 + e^{−2|x|}) elsewhere); sigmoid is 1/(1 + e^{−x}), exact at both tails.
+
+const ACT_NONE: u32 = 0u;
+const ACT_GELU: u32 = 1u;
+const ACT_GELU_TANH: u32 = 2u;
+const ACT_QUICK_GELU: u32 = 3u;
+const ACT_SILU: u32 = 4u;
+const ACT_RELU: u32 = 5u;
+const ACT_TANH: u32 = 6u;
 
 fn f_erf(v: f32) -> f32 {
     let a = abs(v);
@@ -134,22 +148,27 @@ fn f_gelu_tanh(v: f32) -> f32 {
     return 0.5 * v * (1.0 + f_tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
 }
 
+fn f_quick_gelu(v: f32) -> f32 {
+    return v * f_sigmoid(1.702 * v);
+}
+
 fn f_silu(v: f32) -> f32 {
     return v * f_sigmoid(v);
 }
 
-// `ops::Act` numbering.
+// The activation with code `act` (ACT_*; `ops::Act` in Rust).
 fn apply_act(v: f32, act: u32) -> f32 {
     switch act {
-        case 1u: { return f_gelu(v); }
-        case 2u: { return f_gelu_tanh(v); }
-        case 3u: { return v * f_sigmoid(1.702 * v); }
-        case 4u: { return f_silu(v); }
-        case 5u: { return max(v, 0.0); }
-        case 6u: { return f_tanh(v); }
+        case ACT_GELU: { return f_gelu(v); }
+        case ACT_GELU_TANH: { return f_gelu_tanh(v); }
+        case ACT_QUICK_GELU: { return f_quick_gelu(v); }
+        case ACT_SILU: { return f_silu(v); }
+        case ACT_RELU: { return max(v, 0.0); }
+        case ACT_TANH: { return f_tanh(v); }
         default: { return v; }
     }
 }
+// ---- end shared: activations.wgsl ----
 
 // ---- loads ----
 

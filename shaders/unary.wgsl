@@ -10,10 +10,7 @@
 //           builtin)
 //           gated (x is [rows, 2·cols], y is [rows, cols]): geglu = x[:, :c]·gelu(x[:, c:]),
 //           swiglu = x[:, :c]·silu(x[:, c:]).
-// Numerics: erf is a Taylor series for |x| < 0.5 (error < 1e-8) and Abramowitz–Stegun 7.1.26
-//           above (absolute error ≤ 1.5e-7, about 2 ulp at 1); tanh avoids exp overflow (series
-//           near 0, (1 − e^{−2|x|})/(1 + e^{−2|x|}) elsewhere); sigmoid is 1/(1 + e^{−x}), which
-//           is exact at both tails in f32.
+// Numerics: the shared activations block (shaders/shared/activations.wgsl).
 
 struct UnaryParams {
     n: u32,
@@ -29,6 +26,22 @@ struct UnaryParams {
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x + wid.z * nwg.x * nwg.y) * 256u + lid;
 }
+
+// ---- shared: activations.wgsl ----
+// One text, copied verbatim into every family that applies activations (unary, matmul, conv);
+// build.rs fails the build when a copy differs from shaders/shared/activations.wgsl, and
+// `ops::Act`'s discriminants are tested against the ACT_* codes below.
+// Numerics: erf is a Taylor series for |x| < 0.5 (error < 1e-8) and Abramowitz–Stegun 7.1.26
+// above (absolute error ≤ 1.5e-7); tanh avoids exp overflow (series near 0,
+// (1 − e^{−2|x|})/(1 + e^{−2|x|}) elsewhere); sigmoid is 1/(1 + e^{−x}), exact at both tails.
+
+const ACT_NONE: u32 = 0u;
+const ACT_GELU: u32 = 1u;
+const ACT_GELU_TANH: u32 = 2u;
+const ACT_QUICK_GELU: u32 = 3u;
+const ACT_SILU: u32 = 4u;
+const ACT_RELU: u32 = 5u;
+const ACT_TANH: u32 = 6u;
 
 fn f_erf(v: f32) -> f32 {
     let a = abs(v);
@@ -67,9 +80,27 @@ fn f_gelu_tanh(v: f32) -> f32 {
     return 0.5 * v * (1.0 + f_tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
 }
 
+fn f_quick_gelu(v: f32) -> f32 {
+    return v * f_sigmoid(1.702 * v);
+}
+
 fn f_silu(v: f32) -> f32 {
     return v * f_sigmoid(v);
 }
+
+// The activation with code `act` (ACT_*; `ops::Act` in Rust).
+fn apply_act(v: f32, act: u32) -> f32 {
+    switch act {
+        case ACT_GELU: { return f_gelu(v); }
+        case ACT_GELU_TANH: { return f_gelu_tanh(v); }
+        case ACT_QUICK_GELU: { return f_quick_gelu(v); }
+        case ACT_SILU: { return f_silu(v); }
+        case ACT_RELU: { return max(v, 0.0); }
+        case ACT_TANH: { return f_tanh(v); }
+        default: { return v; }
+    }
+}
+// ---- end shared: activations.wgsl ----
 
 @compute @workgroup_size(256)
 fn gelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -86,7 +117,7 @@ fn gelu_tanh(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(256)
 fn quick_gelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, nwg, lid);
-    if (i < p.n) { let v = x[i]; y[i] = v * f_sigmoid(1.702 * v); }
+    if (i < p.n) { y[i] = f_quick_gelu(x[i]); }
 }
 
 @compute @workgroup_size(256)

@@ -12,13 +12,10 @@ use crate::rng::Rng;
 use crate::tensor::{Tensor, Weight, WeightDtype};
 use crate::{Error, Gpu, Result};
 
-/// Seconds since an arbitrary origin (first call), from `std::time::Instant`.
+/// Seconds since an arbitrary origin ([`crate::clock::now_s`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn native_now() -> f64 {
-    use std::sync::OnceLock;
-    use std::time::Instant;
-    static T0: OnceLock<Instant> = OnceLock::new();
-    T0.get_or_init(Instant::now).elapsed().as_secs_f64()
+    crate::clock::now_s()
 }
 
 /// Best and median wall time of the timed runs of one kernel.

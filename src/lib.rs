@@ -5,8 +5,9 @@
 //! See `ARCHITECTURE.md` for the full picture; in short:
 //!
 //! ```text
-//! error <- device <- tensor <- ops <- nn <- models <- pipeline <- { main (CLI), wasm }
-//!                    weights (safetensors packs -> GPU tensors; strict, shape-checked)
+//! error <- device <- tensor <- ops <- nn <- models <- registry <- pipeline <- { cli, wasm }
+//!                    weights (packs -> GPU tensors)   convert (checkpoints -> plans)
+//!                    media (images, JPEG, WAV, video frames; CPU only)   clock, fs, rng
 //! ```
 //!
 //! - [`device::Gpu`] owns the wgpu device, the pipeline cache, a size-bucketed buffer pool and
@@ -19,28 +20,29 @@
 //!   generates the [`shaders::Kernel`] enum and entry-point constants; `src/ops/<family>.rs`
 //!   holds the Rust side and a CPU reference per entry point.
 //! - To add an op: add the entry point to its family file, a `Tensor` method in
-//!   `src/ops/<family>.rs`, a `reference::` function, and a case in `tests/ops_*.rs`.
+//!   `src/ops/<family>.rs`, a `reference::` function, and a case in `tests/common/cases/`
+//!   registered in `tests/ops.rs` and `tests/web.rs`. To add a model kind: one entry in
+//!   [`registry::KINDS`]. To add a run setting: one field of [`pipeline::Overrides`].
 
-pub mod audio;
 pub mod bench;
 pub mod bench_conv;
+pub mod clock;
 pub mod convert;
 pub mod device;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fs;
 /// `ssv2a fetch` / `ssv2a models`: manifests, downloads, the Hugging Face cache (native only).
 #[cfg(all(feature = "fetch", not(target_arch = "wasm32")))]
 pub mod fetch;
-pub mod image;
-pub mod jpeg;
-pub mod imageio;
+pub mod media;
 pub mod models;
 pub mod nn;
 pub mod pipeline;
+pub mod registry;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod video;
 pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

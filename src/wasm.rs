@@ -68,15 +68,7 @@ pub struct Generator {
 }
 
 fn model_named(name: &str) -> Result<crate::pipeline::Model, JsError> {
-    use crate::pipeline::Model;
-    Ok(match name {
-        "detector" | "yolo" => Model::Detector,
-        "clip" => Model::Clip,
-        "ssv2a" => Model::Ssv2a,
-        "audioldm" => Model::AudioLdm,
-        "aggregator" => Model::Aggregator,
-        other => return Err(JsError::new(&format!("unknown model `{other}` (detector, clip, ssv2a, audioldm, aggregator)"))),
-    })
+    crate::pipeline::Model::named(name).map_err(js)
 }
 
 #[wasm_bindgen]
@@ -114,8 +106,8 @@ impl Generator {
     }
 
     /// Image to audio. `rgba`: width × height × 4 bytes (canvas `ImageData`, not premultiplied);
-    /// `options`: JSON (`preset`, `seed`, `steps`, `sampler`, `guidance`, `candidates`,
-    /// `duration`, `cycle_its`, `cycle_samples`, `var_samples`; default the fast preset);
+    /// `options`: JSON, the settings schema of [`crate::pipeline::settings`] (`preset`, `seed`,
+    /// `steps`, `sampler`, `guidance`, …; default the fast preset);
     /// `progress(stage, done, total)` is called as the run goes; `cancelled()` is polled between
     /// rounds and steps and stops the run with an error "cancelled" when it returns true.
     /// Returns the 16 kHz waveform.
@@ -133,12 +125,12 @@ impl Generator {
         if width == 0 || height == 0 || pixels.checked_mul(4) != Some(rgba.len()) {
             return Err(JsError::new(&format!("image: {} bytes for {width}×{height} RGBA", rgba.len())));
         }
-        if pixels > crate::image::MAX_PIXELS {
-            return Err(JsError::new(&format!("image: {width}×{height} is larger than {} pixels", crate::image::MAX_PIXELS)));
+        if pixels > crate::media::image::MAX_PIXELS {
+            return Err(JsError::new(&format!("image: {width}×{height} is larger than {} pixels", crate::media::image::MAX_PIXELS)));
         }
         let opaque = rgba.chunks_exact(4).all(|p| p[3] == 255);
-        let img = crate::image::RgbaImage { width, height, data: rgba };
-        let picture = if opaque { Picture::Rgb(crate::image::RgbImage::from_rgba_drop_alpha(&img)) } else { Picture::Rgba(img) };
+        let img = crate::media::image::RgbaImage { width, height, data: rgba };
+        let picture = if opaque { Picture::Rgb(crate::media::image::RgbImage::from_rgba_drop_alpha(&img)) } else { Picture::Rgba(img) };
         self.run(picture, &options, &progress, &cancelled).await
     }
 
@@ -155,20 +147,15 @@ impl Generator {
         progress: js_sys::Function,
         cancelled: js_sys::Function,
     ) -> Result<Vec<f32>, JsError> {
-        let picture = crate::imageio::decode(&bytes, "image").map_err(js)?;
+        let picture = crate::media::imageio::decode(&bytes, "image").map_err(js)?;
         self.run(picture, &options, &progress, &cancelled).await
     }
 }
 
 impl Generator {
     async fn run(&mut self, picture: crate::pipeline::Picture, options: &str, progress: &js_sys::Function, cancelled: &js_sys::Function) -> Result<Vec<f32>, JsError> {
-        use crate::pipeline::{ImageSource, Request, Settings};
-        let opts: serde_json::Value = if options.trim().is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(options).map_err(|e| JsError::new(&format!("options: not JSON ({e})")))?
-        };
-        let settings = Settings::from_options(&opts, "fast").map_err(js)?;
+        use crate::pipeline::{ImageSource, Overrides, Preset, Request};
+        let settings = Overrides::from_json(options).and_then(|o| o.settings(Preset::Fast)).map_err(js)?;
         let req = Request { images: vec![ImageSource::new("image", picture)], ..Request::default() };
         let mut on = |e: crate::pipeline::Event| {
             let _ = progress.call3(&JsValue::NULL, &JsValue::from_str(&e.stage.to_string()), &JsValue::from(e.done as u32), &JsValue::from(e.total as u32));
@@ -184,7 +171,7 @@ impl Generator {
 /// checking or previewing what the pipeline sees.
 #[wasm_bindgen]
 pub fn decode_image(bytes: Vec<u8>) -> Result<js_sys::Object, JsError> {
-    let rgb = crate::imageio::decode(&bytes, "image").map_err(js)?.to_rgb();
+    let rgb = crate::media::imageio::decode(&bytes, "image").map_err(js)?.to_rgb();
     let o = js_sys::Object::new();
     let set = |k: &str, v: JsValue| js_sys::Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ()).map_err(|_| JsError::new("decode_image: building the result"));
     set("width", JsValue::from(rgb.width as u32))?;
@@ -196,5 +183,5 @@ pub fn decode_image(bytes: Vec<u8>) -> Result<js_sys::Object, JsError> {
 /// 16-bit PCM WAV bytes of float samples (for an `<audio>` element or a download).
 #[wasm_bindgen]
 pub fn encode_wav(samples: Vec<f32>, sample_rate: u32) -> Result<Vec<u8>, JsError> {
-    crate::audio::encode_wav(&samples, sample_rate, crate::audio::WavFormat::Pcm16).map_err(js)
+    crate::media::audio::encode_wav(&samples, sample_rate, crate::media::audio::WavFormat::Pcm16).map_err(js)
 }

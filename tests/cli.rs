@@ -161,13 +161,13 @@ fn bad_inputs_give_one_clear_line_and_no_output() {
 const QUICK: [&str; 14] = ["--preset", "fast", "--steps", "2", "--cycle-its", "1", "--cycle-samples", "2", "--var-samples", "2", "--duration", "2.5", "--candidates", "1"];
 
 fn wav_len(path: &Path) -> usize {
-    let (s, sr) = ssv2a::audio::decode_wav(&std::fs::read(path).unwrap(), "out").unwrap();
+    let (s, sr) = ssv2a::media::audio::decode_wav(&std::fs::read(path).unwrap(), "out").unwrap();
     assert_eq!(sr, 16000);
     s.len()
 }
 
 fn png(path: &Path, w: usize, h: usize) {
-    std::fs::write(path, ssv2a::imageio::encode_png(&ssv2a::pipeline::demo::scene(w, h)).unwrap()).unwrap();
+    std::fs::write(path, ssv2a::media::imageio::encode_png(&ssv2a::pipeline::demo::scene(w, h)).unwrap()).unwrap();
 }
 
 /// `demo` writes demo.wav and (with --write-packs) pack files that `generate`, `detect` and

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use ssv2a::jpeg::{decode, Layout};
+use ssv2a::media::jpeg::{decode, Layout};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -117,7 +117,7 @@ fn webp_decodes_as_pillow() {
     let mut n = 0;
     for name in g.names().into_iter().filter(|k| k.starts_with("webp.")) {
         let stem = &name["webp.".len()..];
-        let d = ssv2a::imageio::open(fixtures().join(format!("images/webp/{stem}.webp"))).unwrap().to_rgb();
+        let d = ssv2a::media::imageio::open(fixtures().join(format!("images/webp/{stem}.webp"))).unwrap().to_rgb();
         let (shape, want) = g.get(&name).unwrap();
         assert_eq!((d.height, d.width), (shape[0], shape[1]), "{stem}");
         assert_eq!(diff(&d.data, want), (0, 0), "{stem}: differs from PIL (libwebp 1.5.0)");

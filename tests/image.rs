@@ -2,7 +2,7 @@
 //! made by `tests/reference/make_resize_fixture.py`): both must match bit for bit, since CLIP
 //! and YOLO preprocessing are specified by what those libraries compute.
 
-use ssv2a::image::{RgbImage, RgbaImage};
+use ssv2a::media::image::{RgbImage, RgbaImage};
 
 fn load() -> (Vec<u8>, safetensors::tensor::Metadata, usize) {
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/resize.safetensors")).unwrap();
@@ -46,7 +46,7 @@ fn resampling_matches_pillow_and_opencv_exactly() {
 
 #[test]
 fn decoding_bad_files_gives_clear_errors() {
-    use ssv2a::imageio::decode;
+    use ssv2a::media::imageio::decode;
     for (name, bytes) in [("empty.png", vec![]), ("text.png", b"hello, not an image".to_vec()), ("trunc.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec())] {
         let err = decode(&bytes, name).expect_err(name).to_string();
         assert!(err.contains(name), "{err}");

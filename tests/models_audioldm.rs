@@ -412,7 +412,7 @@ fn durations_round_up_or_fail_clearly() {
 }
 
 fn settings(duration_s: f64, candidates: usize, method: Method, steps: usize) -> GenerateSettings {
-    GenerateSettings { method, steps, guidance: 2.5, candidates, duration_s, seed: 7 }
+    GenerateSettings { method, steps, guidance: 2.5, candidates, duration_s }
 }
 
 fn embeddings(gpu: &Gpu, b: usize) -> Result<(Tensor, Vec<f32>), String> {
@@ -429,18 +429,18 @@ fn generate_makes_deterministic_waveforms() {
         let (emb, uncond) = embeddings(&gpu, 2)?;
         let s = settings(0.16, 2, Method::Ddim { eta: 1.0 }, 5); // T = int(4.096) = 4
         let mut steps = 0;
-        let a = ldm.generate(&emb, &uncond, &s, &mut |_| steps += 1, &|| false).await.map_err(e)?;
+        let a = ldm.generate(&emb, &uncond, &s, 7, &mut |_| steps += 1, &|| false).await.map_err(e)?;
         assert_eq!(steps, 5);
         // B items (candidate 0 each); 4 latent frames → 8 mel frames → 160·8 + 32 samples.
         assert_eq!(a.shape(), &[2, 1312]);
         let a = a.to_vec().await.map_err(e)?;
         assert!(a.iter().all(|v| v.is_finite()));
-        let b = ldm.generate(&emb, &uncond, &s, &mut |_| {}, &|| false).await.map_err(e)?.to_vec().await.map_err(e)?;
+        let b = ldm.generate(&emb, &uncond, &s, 7, &mut |_| {}, &|| false).await.map_err(e)?.to_vec().await.map_err(e)?;
         assert_eq!(a, b, "same seed, same waveform");
-        let c = ldm.generate(&emb, &uncond, &GenerateSettings { seed: 8, ..s.clone() }, &mut |_| {}, &|| false).await.map_err(e)?;
+        let c = ldm.generate(&emb, &uncond, &s, 8, &mut |_| {}, &|| false).await.map_err(e)?;
         assert_ne!(a, c.to_vec().await.map_err(e)?, "another seed, another waveform");
         // DPM-Solver++ through the same API.
-        let d = ldm.generate(&emb, &uncond, &settings(0.16, 1, Method::DpmSolverPp { spacing: Spacing::Leading { steps_offset: 1 } }, 4), &mut |_| {}, &|| false).await.map_err(e)?;
+        let d = ldm.generate(&emb, &uncond, &settings(0.16, 1, Method::DpmSolverPp { spacing: Spacing::Leading { steps_offset: 1 } }, 4), 7, &mut |_| {}, &|| false).await.map_err(e)?;
         assert_eq!(d.shape(), &[2, 1312]);
         Ok(())
     });
@@ -453,19 +453,19 @@ fn generate_rounds_unsupported_durations_up_and_trims() {
         let (emb, uncond) = embeddings(&gpu, 1)?;
         // 0.12 s: int(3.072) = 3 latent frames, not a multiple of 2 → 4 run, trimmed to what 3
         // frames decode to (6 mel frames → 160·6 + 32).
-        let wav = ldm.generate(&emb, &uncond, &settings(0.12, 1, Method::Ddim { eta: 1.0 }, 2), &mut |_| {}, &|| false).await.map_err(e)?;
+        let wav = ldm.generate(&emb, &uncond, &settings(0.12, 1, Method::Ddim { eta: 1.0 }, 2), 7, &mut |_| {}, &|| false).await.map_err(e)?;
         assert_eq!(wav.shape(), &[1, 992]);
         for bad in [0.0, -3.0, f64::NAN, 0.01, 1e9] {
-            match ldm.generate(&emb, &uncond, &settings(bad, 1, Method::Ddim { eta: 1.0 }, 2), &mut |_| {}, &|| false).await {
+            match ldm.generate(&emb, &uncond, &settings(bad, 1, Method::Ddim { eta: 1.0 }, 2), 7, &mut |_| {}, &|| false).await {
                 Err(Error::Arg { op, .. }) if op == "duration" => {}
                 other => return Err(format!("duration {bad}: expected a duration error, got {:?}", other.map(|t| t.shape().to_vec()))),
             }
         }
         // Other bad settings.
         for s in [settings(0.16, 0, Method::Ddim { eta: 1.0 }, 2), settings(0.16, 1, Method::Ddim { eta: 1.0 }, 0)] {
-            assert!(ldm.generate(&emb, &uncond, &s, &mut |_| {}, &|| false).await.is_err());
+            assert!(ldm.generate(&emb, &uncond, &s, 7, &mut |_| {}, &|| false).await.is_err());
         }
-        assert!(ldm.generate(&emb, &uncond[..10], &settings(0.16, 1, Method::Ddim { eta: 1.0 }, 2), &mut |_| {}, &|| false).await.is_err());
+        assert!(ldm.generate(&emb, &uncond[..10], &settings(0.16, 1, Method::Ddim { eta: 1.0 }, 2), 7, &mut |_| {}, &|| false).await.is_err());
         Ok(())
     });
 }
@@ -477,10 +477,10 @@ fn generate_can_be_cancelled_between_steps() {
         let (emb, uncond) = embeddings(&gpu, 1)?;
         let s = settings(0.16, 1, Method::Ddim { eta: 1.0 }, 5);
         let done = Cell::new(0);
-        let r = ldm.generate(&emb, &uncond, &s, &mut |p| done.set(p.step), &|| done.get() >= 2).await;
+        let r = ldm.generate(&emb, &uncond, &s, 7, &mut |p| done.set(p.step), &|| done.get() >= 2).await;
         assert!(matches!(r, Err(Error::Cancelled)), "{:?}", r.map(|t| t.shape().to_vec()));
         assert_eq!(done.get(), 2, "two steps ran, then the cancel flag stopped the third");
-        let r = ldm.generate(&emb, &uncond, &s, &mut |_| panic!("no step may run"), &|| true).await;
+        let r = ldm.generate(&emb, &uncond, &s, 7, &mut |_| panic!("no step may run"), &|| true).await;
         assert!(matches!(r, Err(Error::Cancelled)));
         Ok(())
     });

@@ -10,8 +10,8 @@ use common::golden::{compare_trace, pack_values, Golden};
 use common::{assert_close, run, Tol};
 use ssv2a::convert::plan::CheckpointSource;
 use ssv2a::convert::Checkpoint;
-use ssv2a::image::{RgbImage, CLIP_MEAN, CLIP_STD};
-use ssv2a::imageio::{decode, Decoded};
+use ssv2a::media::image::{RgbImage, CLIP_MEAN, CLIP_STD};
+use ssv2a::media::imageio::{decode, Decoded};
 use ssv2a::models::clip::{self, ClipImage, ClipVision};
 use ssv2a::{Gpu, Weights};
 
@@ -143,7 +143,7 @@ fn preprocessing_matches_pillow() {
     let mut report = vec![];
     for name in images {
         let stem = name.rsplit_once('.').unwrap().0;
-        let d = ssv2a::imageio::open(fixture_path(&format!("images/{name}"))).unwrap();
+        let d = ssv2a::media::imageio::open(fixture_path(&format!("images/{name}"))).unwrap();
         let got = crop_of(&d);
         let want = u8_tensor(&bytes, &meta, n, &format!("out.{stem}.crop"));
         let (md, count) = max_diff(&got.data, &want);
@@ -155,7 +155,7 @@ fn preprocessing_matches_pillow() {
             report.push(format!("  {name} decode vs PIL: max |Δ| {dd} on {dc} of {} values", dec.len()));
             assert_eq!(dd, 0, "{name}: JPEG decode differs from PIL's");
         }
-        // Every image, JPEG and CMYK included, bit-exact (JPEGs through src/jpeg.rs; CMYK
+        // Every image, JPEG and CMYK included, bit-exact (JPEGs through src/media/jpeg/; CMYK
         // resized in CMYK and converted after, as PIL).
         assert_eq!(md, 0, "{name}: not bit-exact vs Pillow 11.3");
         // The normalised tensor is the same crop scaled.
@@ -222,7 +222,7 @@ fn bad_images_give_clear_results_or_errors() {
     eprintln!("20000x20000: {m}");
     assert!(err("zero.png", &png_header(0, 5)).contains("zero.png"));
     // 1×1: a clear result, the pixel's colour everywhere.
-    let one = ssv2a::imageio::encode_png(&RgbImage::new(1, 1, vec![200, 100, 50]).unwrap()).unwrap();
+    let one = ssv2a::media::imageio::encode_png(&RgbImage::new(1, 1, vec![200, 100, 50]).unwrap()).unwrap();
     let d = decode(&one, "one.png").unwrap();
     let x = crop_of(&d);
     assert!(x.data.chunks(3).all(|p| p == [200, 100, 50]));
@@ -238,8 +238,8 @@ fn embed_images_runs_preprocessing_the_tower_and_normalisation() {
     run(|gpu| async move {
         let g = Golden::load("clip_vit_tiny");
         let model = ClipVision::load(&openai_pack(&gpu, &g, false)?).map_err(e)?;
-        let a = ssv2a::imageio::open(fixture_path("images/rgb_640x427.png")).map_err(e)?;
-        let b = ssv2a::imageio::open(fixture_path("images/rgba_97x61.png")).map_err(e)?;
+        let a = ssv2a::media::imageio::open(fixture_path("images/rgb_640x427.png")).map_err(e)?;
+        let b = ssv2a::media::imageio::open(fixture_path("images/rgba_97x61.png")).map_err(e)?;
         let imgs = [ClipImage::from(&a), ClipImage::from(&b)];
         let emb = model.embed_images(&imgs).await.map_err(e)?;
         assert_eq!(emb.shape, vec![2, 32]);

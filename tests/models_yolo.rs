@@ -14,7 +14,7 @@ mod common;
 use common::golden::{compare_trace, Golden};
 use common::{assert_close, run, Tol};
 use ssv2a::convert::Checkpoint;
-use ssv2a::image::RgbImage;
+use ssv2a::media::image::RgbImage;
 use ssv2a::models::detect::{
     self, clip_augmented, crop_source, descale_pred, flip_lr, non_max_suppression, scale_img, to_pixels, CropMode, Detector, ImgSize, Letterbox,
     Nms, Settings,
@@ -241,7 +241,7 @@ fn ssv2a_predict_call_matches_ultralytics() {
         let g = Golden::load("yolo_predict");
         for case in ["gray_61x97", "palette_150x100"] {
             let path = format!("{}/tests/fixtures/images/{case}.png", env!("CARGO_MANIFEST_DIR"));
-            let img = ssv2a::imageio::open(&path).map_err(e)?.to_rgb();
+            let img = ssv2a::media::imageio::open(&path).map_err(e)?.to_rgb();
             let wh = &g.get(&format!("in.{case}.imgsz_wh")).data;
             assert_eq!((img.width as f32, img.height as f32), (wh[0], wh[1]));
             let s = Settings::ssv2a();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use ssv2a::image::RgbImage;
+use ssv2a::media::image::RgbImage;
 use ssv2a::pipeline::{demo, AudioClip, ImageSource, Mode, Picture, Request, Settings, SourceBox, Stage, VideoFrames, SAMPLE_RATE};
 use ssv2a::Error;
 
@@ -69,10 +69,6 @@ fn image_to_audio_is_deterministic_per_seed_and_the_seed_reaches_audioldm() {
     // Another seed, another run.
     let c = pollster::block_on(p.generate(&req, &quick(2), &mut |_| {}, &|| false)).unwrap();
     assert_ne!(a.waveform, c.waveform);
-    let mut s3 = quick(1);
-    s3.generate.seed = 999; // ignored: Settings::seed is the one seed
-    let d = pollster::block_on(p.generate(&req, &s3, &mut |_| {}, &|| false)).unwrap();
-    assert_eq!(a.waveform, d.waveform);
 }
 
 #[test]
@@ -146,7 +142,7 @@ fn every_detected_source_of_a_jpeg_is_used() {
         let mut bytes = vec![];
         let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
         enc.encode(&img.data, 160, 120, image::ExtendedColorType::Rgb8).unwrap();
-        ssv2a::imageio::decode(&bytes, "street.jpg").unwrap()
+        ssv2a::media::imageio::decode(&bytes, "street.jpg").unwrap()
     };
     let img = ImageSource::new("street.jpg", jpg.into());
     let found = pollster::block_on(p.detect(&img.picture.to_rgb(), &Settings::official().detect)).unwrap();

@@ -58,11 +58,11 @@ web_case!(efficient_attention_in_browser, cases::attention::efficient_attention)
 /// crops, CLIP, Cycle Mix, AudioLDM, VAE, HiFi-GAN; deterministic for a seed.
 #[wasm_bindgen_test]
 async fn pipeline_in_browser() {
-    use ssv2a::pipeline::{demo, ImageSource, Picture, Request, Settings};
+    use ssv2a::pipeline::{demo, ImageSource, Overrides, Picture, Preset, Request};
     let g = gpu().await;
     let (mut p, _) = demo::pipeline(&g, demo::WEIGHTS_SEED, false).unwrap();
-    let opts = serde_json::json!({"preset": "fast", "steps": 1, "cycle_its": 1, "cycle_samples": 2, "var_samples": 2, "duration": 2.5, "seed": 3});
-    let s = Settings::from_options(&opts, "official").unwrap();
+    let opts = r#"{"preset": "fast", "steps": 1, "cycle_its": 1, "cycle_samples": 2, "var_samples": 2, "duration": 2.5, "seed": 3}"#;
+    let s = Overrides::from_json(opts).unwrap().settings(Preset::Official).unwrap();
     let req = Request { images: vec![ImageSource::new("scene", Picture::Rgb(demo::scene(96, 64)))], ..Request::default() };
     let mut events = 0;
     let a = p.generate(&req, &s, &mut |_| events += 1, &|| false).await.unwrap_or_else(|e| panic!("{e}"));
@@ -71,7 +71,7 @@ async fn pipeline_in_browser() {
     assert!(events > 5);
     let b = p.generate(&req, &s, &mut |_| {}, &|| false).await.unwrap();
     assert_eq!(a.waveform, b.waveform);
-    assert!(Settings::from_options(&serde_json::json!({"stepz": 1}), "fast").is_err());
+    assert!(Overrides::from_json(r#"{"stepz": 1}"#).is_err());
 }
 
 /// The seeded normal stream in wasm is the native one (tests/models_ssv2a.rs pins the same
@@ -87,7 +87,7 @@ fn seeded_normal_stream_is_the_native_one() {
 /// and CMYK files against Pillow 11.3.
 #[wasm_bindgen_test]
 fn image_decoding_in_browser() {
-    use ssv2a::imageio::decode;
+    use ssv2a::media::imageio::decode;
     use ssv2a::models::clip::ClipImage;
     let golden = safetensors::SafeTensors::deserialize(include_bytes!("fixtures/decode_pil.safetensors")).unwrap();
     let files: [(&str, &[u8]); 5] = [
@@ -98,7 +98,7 @@ fn image_decoding_in_browser() {
         ("pil_cmyk_29x23", include_bytes!("fixtures/images/jpeg/pil_cmyk_29x23.jpg")),
     ];
     for (name, bytes) in files {
-        let j = ssv2a::jpeg::decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let j = ssv2a::media::jpeg::decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(j.data, golden.tensor(name).unwrap().data(), "{name}: differs from PIL");
     }
     let webp = decode(include_bytes!("fixtures/images/webp/photo_q80_121x91.webp"), "webp").unwrap().to_rgb();

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(j) = ssv2a::jpeg::decode(data) {
+    if let Ok(j) = ssv2a::media::jpeg::decode(data) {
         assert_eq!(j.data.len(), j.width * j.height * j.layout.channels());
     }
 });

@@ -1,16 +1,16 @@
 //! `ssv2a convert --kind KIND --input CHECKPOINT [--config JSON] --output PACK [--dtype f16|f32]`
-//! (contract: ../shared/spec/interfaces.md). The work is [`ssv2a::convert::convert_checkpoint`],
+//! (contract: ../shared/spec/interfaces.md). The work is [`ssv2a::registry::convert_checkpoint`],
 //! which `ssv2a fetch` calls too.
 
 use std::path::PathBuf;
 
 use anyhow::bail;
-use ssv2a::convert::{convert_checkpoint, ConvertJob};
+use ssv2a::registry::{convert_checkpoint, ConvertJob};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model family: audioldm (UNet, VAE decoder, HiFi-GAN); more kinds arrive with their models.
-    #[arg(long)]
+    /// Model kind.
+    #[arg(long, help = format!("Model kind: {} (see ../shared/spec/interfaces.md)", ssv2a::registry::names(|k| k.convert.is_some()).join(", ")))]
     kind: String,
     /// The official checkpoint (torch.save zip / legacy file, or safetensors).
     #[arg(long)]

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use ssv2a::models::detect::{draw_boxes, CropMode, Detector, ImgSize, Settings};
+use ssv2a::models::detect::{draw_boxes, CropMode, Detector, Settings};
 use ssv2a::{Gpu, Weights};
 
 #[derive(clap::Args)]
@@ -48,23 +48,6 @@ pub struct Args {
     crops: Option<PathBuf>,
 }
 
-pub(crate) fn parse_imgsz(s: &str) -> anyhow::Result<ImgSize> {
-    Ok(match s {
-        "ssv2a" => ImgSize::Ssv2a,
-        "image" => ImgSize::FirstImage,
-        other => {
-            let parts: Vec<&str> = other.split(['x', 'X']).collect();
-            let n = |p: &str| p.parse::<usize>().ok().filter(|&v| v > 0);
-            match parts[..] {
-                [a] => n(a).map(|v| ImgSize::Fixed { h: v, w: v }),
-                [a, b] => n(a).zip(n(b)).map(|(h, w)| ImgSize::Fixed { h, w }),
-                _ => None,
-            }
-            .with_context(|| format!("--imgsz `{other}`: expected ssv2a, image, N or HxW"))?
-        }
-    })
-}
-
 pub async fn run(a: Args) -> anyhow::Result<()> {
     if a.annotate.is_some() && a.images.len() != 1 {
         bail!("--annotate takes one input image ({} given)", a.images.len());
@@ -76,13 +59,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         top_k: (a.top_k > 0).then_some(a.top_k),
         augment: !a.no_augment,
         agnostic: false,
-        imgsz: parse_imgsz(&a.imgsz)?,
+        imgsz: a.imgsz.parse().with_context(|| format!("--imgsz {}", a.imgsz))?,
         crop: if a.keep_aspect { CropMode::KeepAspect } else { CropMode::Stretch },
     };
     let images = a
         .images
         .iter()
-        .map(|p| Ok(ssv2a::imageio::open(p)?.to_rgb()))
+        .map(|p| Ok(ssv2a::media::imageio::open(p)?.to_rgb()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let gpu = Gpu::new().await?;
     let det = Detector::load(&Weights::from_file(&gpu, &a.weights)?)?;
@@ -101,14 +84,14 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             println!("  {k:>2} {:<28} class {:>3}  score {:.4}  box {x0:.1} {y0:.1} {x1:.1} {y1:.1}", d.name, d.class, d.score);
             if let Some(dir) = &a.crops {
                 let out = dir.join(format!("{stem}_{k}.png"));
-                std::fs::write(&out, ssv2a::imageio::encode_png(&src.crop)?).with_context(|| format!("writing {}", out.display()))?;
+                std::fs::write(&out, ssv2a::media::imageio::encode_png(&src.crop)?).with_context(|| format!("writing {}", out.display()))?;
             }
         }
         if let Some(out) = &a.annotate {
             let mut canvas = img.clone();
             let dets: Vec<_> = srcs.iter().map(|s| s.detection.clone()).collect();
             draw_boxes(&mut canvas, &dets);
-            std::fs::write(out, ssv2a::imageio::encode_png(&canvas)?).with_context(|| format!("writing {}", out.display()))?;
+            std::fs::write(out, ssv2a::media::imageio::encode_png(&canvas)?).with_context(|| format!("writing {}", out.display()))?;
         }
     }
     Ok(())

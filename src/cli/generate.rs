@@ -4,11 +4,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use ssv2a::audio::WavFormat;
-use ssv2a::pipeline::{self, demo, AudioClip, Event, ImageSource, Model, Output, Pipeline, Request, Settings, SourceBox, Stage, VideoFrames};
+use ssv2a::media::audio::WavFormat;
+use ssv2a::pipeline::settings::DEFAULT_SEED;
+use ssv2a::pipeline::{self, demo, AudioClip, Event, ImageSource, Model, Output, Overrides, Pipeline, Preset, Request, Sampler, SourceBox, Stage, VideoFrames};
 use ssv2a::Gpu;
 
-/// Knobs shared by `generate` and `demo`.
+/// Knobs shared by `generate` and `demo`: the run settings of [`Overrides`] (defaults come from
+/// the preset) and the output options.
 #[derive(clap::Args, Clone)]
 pub struct Knobs {
     /// official (the paper's code: Cycle Mix 64×64, DDIM 200 steps, 3 candidates) or fast
@@ -16,17 +18,17 @@ pub struct Knobs {
     /// generate, fast for demo.
     #[arg(long)]
     preset: Option<String>,
-    /// One seed for the whole run (the official code's is 42).
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    /// One seed for the whole run.
+    #[arg(long, help = format!("One seed for the whole run (default {DEFAULT_SEED}, the official code's)"))]
+    seed: Option<u64>,
     /// Sampler steps (overrides the preset).
     #[arg(long)]
     steps: Option<usize>,
     /// ddim (η = 1, as AudioLDM) or dpmpp (DPM-Solver++ 2M).
     #[arg(long)]
     sampler: Option<String>,
-    /// Classifier-free guidance scale (2.5).
-    #[arg(long)]
+    /// Classifier-free guidance scale.
+    #[arg(long, help = format!("Classifier-free guidance scale (default {})", ssv2a::models::audioldm::GUIDANCE))]
     guidance: Option<f32>,
     /// AudioLDM candidates sampled together (3 upstream; the first is kept).
     #[arg(long)]
@@ -55,36 +57,25 @@ pub struct Knobs {
 }
 
 impl Knobs {
-    fn settings(&self, default_preset: &str) -> anyhow::Result<Settings> {
-        let mut s = Settings::preset(self.preset.as_deref().unwrap_or(default_preset))?;
-        s.seed = self.seed;
-        if let Some(v) = &self.sampler {
-            s.set_sampler(v, self.steps.is_none()).with_context(|| format!("--sampler {v}"))?;
-        }
-        if let Some(v) = self.steps {
-            s.generate.steps = v;
-        }
-        if let Some(v) = self.guidance {
-            s.generate.guidance = v;
-        }
-        if let Some(v) = self.candidates {
-            s.generate.candidates = v;
-        }
-        if let Some(v) = self.duration {
-            s.generate.duration_s = v;
-        }
-        if let Some(v) = self.cycle_its {
-            s.cycle.its = v;
-        }
-        if let Some(v) = self.cycle_samples {
-            s.cycle.samples = v;
-        }
-        if let Some(v) = self.var_samples {
-            s.cycle.var_samples = v;
-        }
-        s.release_after_use = self.low_memory;
-        s.check()?;
-        Ok(s)
+    /// The run settings given on the command line (parsed here, not by clap, so that a bad
+    /// value is one line naming the flag).
+    fn overrides(&self) -> anyhow::Result<Overrides> {
+        let preset = self.preset.as_deref().map(|v| v.parse::<Preset>().with_context(|| format!("--preset {v}"))).transpose()?;
+        let sampler = self.sampler.as_deref().map(|v| v.parse::<Sampler>().with_context(|| format!("--sampler {v}"))).transpose()?;
+        Ok(Overrides {
+            preset,
+            seed: self.seed,
+            sampler,
+            steps: self.steps,
+            guidance: self.guidance,
+            candidates: self.candidates,
+            duration: self.duration,
+            cycle_its: self.cycle_its,
+            cycle_samples: self.cycle_samples,
+            var_samples: self.var_samples,
+            low_memory: self.low_memory.then_some(true),
+            ..Overrides::default()
+        })
     }
 }
 
@@ -178,13 +169,13 @@ fn parse_box(s: &str) -> anyhow::Result<SourceBox> {
 }
 
 fn open_image(p: &Path) -> anyhow::Result<ImageSource> {
-    let d = ssv2a::imageio::open(p)?;
+    let d = ssv2a::media::imageio::open(p)?;
     Ok(ImageSource::new(p.display().to_string(), d.into()))
 }
 
 fn open_audio(p: &Path) -> anyhow::Result<AudioClip> {
     let bytes = std::fs::read(p).with_context(|| format!("reading audio {}", p.display()))?;
-    let (samples, sample_rate) = ssv2a::audio::decode_wav(&bytes, &p.display().to_string())?;
+    let (samples, sample_rate) = ssv2a::media::audio::decode_wav(&bytes, &p.display().to_string())?;
     Ok(AudioClip { name: p.display().to_string(), samples, sample_rate })
 }
 
@@ -248,7 +239,7 @@ fn summary(out: &Output, path: &Path) {
 
 fn write(out: &Output, path: &Path, float: bool) -> anyhow::Result<()> {
     let fmt = if float { WavFormat::Float32 } else { WavFormat::Pcm16 };
-    ssv2a::audio::write_wav_atomic(path, &out.waveform, out.sample_rate, fmt)?;
+    ssv2a::media::audio::write_wav_atomic(path, &out.waveform, out.sample_rate, fmt)?;
     Ok(())
 }
 
@@ -264,25 +255,19 @@ fn check_output(path: &Path) -> anyhow::Result<()> {
 }
 
 pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
-    let mut settings = a.knobs.settings("official")?;
-    let d = &mut settings.detect;
-    if let Some(v) = a.conf {
-        d.conf = v;
-    }
-    if let Some(v) = a.iou {
-        d.iou = v;
-    }
-    if let Some(v) = a.top_k {
-        d.top_k = (v > 0).then_some(v);
-    }
-    d.augment = !a.no_tta;
     if let Some(v) = &a.imgsz {
-        d.imgsz = super::detect::parse_imgsz(v)?;
+        v.parse::<ssv2a::models::detect::ImgSize>().with_context(|| format!("--imgsz {v}"))?;
     }
-    if a.keep_aspect {
-        d.crop = ssv2a::models::detect::CropMode::KeepAspect;
-    }
-    settings.check()?;
+    let overrides = Overrides {
+        conf: a.conf,
+        iou: a.iou,
+        top_k: a.top_k,
+        tta: a.no_tta.then_some(false),
+        imgsz: a.imgsz.clone(),
+        keep_aspect: a.keep_aspect.then_some(true),
+        ..a.knobs.overrides()?
+    };
+    let settings = overrides.settings(Preset::Official)?;
     check_output(&a.output)?;
     // Decode every input before any model work, so bad inputs fail at once.
     let mut req = Request { images: a.image.iter().map(|p| open_image(p)).collect::<anyhow::Result<_>>()?, texts: a.text.clone(), ..Request::default() };
@@ -328,7 +313,7 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         pipe.set_uncond(v);
     }
     if let Some(v) = &a.video {
-        let frames = ssv2a::video::extract_frames(v, 64, 512)?;
+        let frames = ssv2a::media::video::extract_frames(v, 64, 512)?;
         req.video = Some(VideoFrames { name: v.display().to_string(), frames });
     }
     let mut bars = Bars { quiet: a.knobs.quiet, bar: None };
@@ -366,7 +351,7 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
-    let settings = a.knobs.settings("fast")?;
+    let settings = a.knobs.overrides()?.settings(Preset::Fast)?;
     check_output(&a.output)?;
     let image = match &a.image {
         Some(p) => open_image(p)?,
@@ -378,7 +363,7 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         "The weights are RANDOM (weights seed {}, run seed {}), {}: every stage of the pipeline runs, but the sound is not meaningful.\n\
          For real audio, install the official weights with `ssv2a fetch` and run `ssv2a generate --image IMAGE -o out.wav`.",
         demo::WEIGHTS_SEED,
-        a.knobs.seed,
+        settings.seed,
         if a.full_size { "at the released models' sizes" } else { "at reduced size" }
     );
     if let Some(dir) = &a.write_packs {

@@ -170,12 +170,12 @@ fn bench_jpeg(file: Option<&std::path::Path>, reps: usize) -> anyhow::Result<()>
         t.sort_by(f64::total_cmp);
         Ok((t[0], t[t.len() / 2], out))
     };
-    let j = ssv2a::jpeg::decode(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let j = ssv2a::media::jpeg::decode(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let mp = (j.width * j.height) as f64 / 1e6;
-    let (best, med, ours) = time(&|| Ok(ssv2a::jpeg::decode(&bytes).map_err(|e| anyhow::anyhow!(e))?.data))?;
+    let (best, med, ours) = time(&|| Ok(ssv2a::media::jpeg::decode(&bytes).map_err(|e| anyhow::anyhow!(e))?.data))?;
     let (zbest, zmed, theirs) = time(&|| Ok(image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)?.to_rgb8().into_raw()))?;
     println!("jpeg {name}: {}×{} ({:?}, {} bytes, progressive {})", j.width, j.height, j.layout, bytes.len(), j.progressive);
-    println!("  ssv2a::jpeg (libjpeg-exact): best {:.1} ms, median {:.1} ms, {:.1} MP/s", best * 1e3, med * 1e3, mp / best);
+    println!("  ssv2a::media::jpeg (libjpeg-exact): best {:.1} ms, median {:.1} ms, {:.1} MP/s", best * 1e3, med * 1e3, mp / best);
     println!("  image crate (zune-jpeg):     best {:.1} ms, median {:.1} ms, {:.1} MP/s", zbest * 1e3, zmed * 1e3, mp / zbest);
     let diff = if ours.len() == theirs.len() { ours.iter().zip(&theirs).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0).to_string() } else { "n/a (layouts differ)".into() };
     println!("  ssv2a / image crate time: {:.2}x (best), {:.2}x (median); max |Δ| between their pixels {diff}", best / zbest, med / zmed);

@@ -11,8 +11,8 @@ use ssv2a::{Gpu, Tensor, Weights};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// unet | vae | hifigan | clip-vision | manifold-clip | manifold-clap | generator | remixer |
-    /// aggregator | yolo (more stages arrive with their models; see ../shared/spec/interfaces.md)
+    /// The stage (../shared/spec/interfaces.md).
+    #[arg(help = format!("The stage: {} (../shared/spec/interfaces.md)", ssv2a::registry::stages().join(" | ")))]
     stage: String,
     #[arg(long)]
     weights: PathBuf,
@@ -44,9 +44,13 @@ fn input<'a>(m: &'a BTreeMap<String, HostTensor>, name: &str, path: &PathBuf) ->
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
+    let Some(kind) = ssv2a::registry::stage_kind(&a.stage) else {
+        bail!("unknown stage `{}` (stages: {})", a.stage, ssv2a::registry::stages().join(", "));
+    };
     let inputs = read_inputs(&a.input)?;
     let gpu = Gpu::new().await?;
     let w = Weights::from_file(&gpu, &a.weights)?;
+    w.expect_kind(kind.name)?;
     let stage = prepare(&a, &gpu, &w)?;
     let mut times = vec![];
     let mut outputs: Vec<(String, Tensor)> = vec![];
@@ -70,7 +74,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         pack.push(PackTensor::f32(name, h.shape.clone(), &h.data));
     }
     let bytes = serialize_pack(&pack, &BTreeMap::new())?;
-    write_atomic(&a.output, &bytes)?;
+    ssv2a::fs::write_atomic(&a.output, &bytes)?;
     Ok(())
 }
 
@@ -150,15 +154,5 @@ fn prepare(a: &Args, gpu: &Gpu, w: &Weights) -> anyhow::Result<StageFn> {
         }
         "clip-text" | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
         other => bail!("unknown stage `{other}`"),
-    })
-}
-
-/// Write via a temporary file in the same directory, renamed into place.
-pub fn write_atomic(path: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_path_buf()).unwrap_or_else(|| ".".into());
-    let tmp = dir.join(format!(".{}.partial-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display())).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
     })
 }

@@ -10,8 +10,8 @@
 //!   TorchScript archives, the legacy non-zip format and safetensors files; it flattens dicts,
 //!   Lightning checkpoints and pickled `nn.Module` trees into state-dict names and reads one
 //!   tensor at a time.
-//! - `kinds` (native only): [`convert_checkpoint`], the one path from a checkpoint file to a
-//!   pack, for every `--kind` (used by `ssv2a convert` and `ssv2a fetch`).
+//! The kinds and the one path from a checkpoint file to a pack
+//! ([`crate::registry::convert_checkpoint`]) live in [`crate::registry`], above the models.
 //! - `pack_writer` (native only): writes a pack from a plan, streaming one tensor at a time
 //!   into a temporary file renamed into place on success.
 //!
@@ -27,8 +27,6 @@
 //! ```
 
 #[cfg(not(target_arch = "wasm32"))]
-pub mod kinds;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod pack_writer;
 pub mod pickle;
 pub mod plan;
@@ -39,5 +37,3 @@ pub mod zip;
 pub use torch::flatten;
 pub use torch::{Checkpoint, Format, RawTensor};
 pub use value::{DType, Global, Object, Storage, TensorRef, Value};
-#[cfg(not(target_arch = "wasm32"))]
-pub use kinds::{convert_checkpoint, ConvertJob, Converted};

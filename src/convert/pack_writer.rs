@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::Dtype;
 
@@ -85,37 +85,6 @@ pub fn pack_header(entries: &mut [PackEntry], metadata: &BTreeMap<String, String
     Ok((out, sizes))
 }
 
-/// A temporary file next to the output that removes itself unless committed.
-struct TempFile {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-fn create_temp(out: &Path) -> Result<(File, TempFile)> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let base = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "pack".into());
-    for i in 0..100u32 {
-        let path = dir.join(format!(".{base}.partial-{}-{i}", std::process::id()));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(f) => return Ok((f, TempFile { path, armed: true })),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io(format!("creating a temporary file in {}", dir.display()), e)),
-        }
-    }
-    Err(Error::Format(format!("could not create a temporary file in {}", dir.display())))
-}
-
 /// Write a pack to `path`: the header from `entries` and `metadata`, then each tensor's bytes
 /// as `produce(entry)` returns them (called once per entry, in name order; it must return
 /// exactly the entry's little-endian bytes). Atomic: a temporary file renamed on success.
@@ -127,9 +96,9 @@ pub fn write_pack(
 ) -> Result<PackStats> {
     let path = path.as_ref();
     let (header, sizes) = pack_header(&mut entries, metadata)?;
-    let (file, mut guard) = create_temp(path)?;
-    let ctx = |what: &str| format!("{what} {}", guard.path.display());
-    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let mut out = crate::fs::AtomicFile::create(path)?;
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let mut w = BufWriter::with_capacity(1 << 20, out.file()?);
     w.write_all(&header).map_err(|e| Error::io(ctx("writing"), e))?;
     let mut bytes = header.len() as u64;
     for (e, &n) in entries.iter().zip(&sizes) {
@@ -146,11 +115,9 @@ pub fn write_pack(
         w.write_all(&data).map_err(|err| Error::io(ctx("writing"), err))?;
         bytes += n as u64;
     }
-    let file = w.into_inner().map_err(|e| Error::io(ctx("writing"), e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(ctx("syncing"), e))?;
-    drop(file);
-    std::fs::rename(&guard.path, path).map_err(|e| Error::io(format!("renaming {} to {}", guard.path.display(), path.display()), e))?;
-    guard.armed = false;
+    w.flush().map_err(|e| Error::io(ctx("writing"), e))?;
+    drop(w);
+    out.commit()?;
     Ok(PackStats { tensors: entries.len(), bytes })
 }
 

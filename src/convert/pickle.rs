@@ -298,307 +298,348 @@ impl<'a> Vm<'a> {
         Ok(())
     }
 
+    /// Run the program to STOP and return the top of the stack.
     fn run(&mut self) -> PResult<V> {
         loop {
             self.op_pos = self.pos;
             let op = self.u8()?;
-            match op {
-                0x80 => {
-                    let p = self.u8()?;
-                    if p > 5 {
-                        return Err(self.err(format!("unsupported pickle protocol {p}")));
-                    }
+            if let Some(top) = self.op(op)? {
+                return Ok(top);
+            }
+        }
+    }
+
+    /// One opcode: protocol, framing, marks, POP/DUP and STOP (`Some(top)`) here, the other
+    /// groups in their own functions.
+    fn op(&mut self, op: u8) -> PResult<Option<V>> {
+        match op {
+            0x80 => {
+                let p = self.u8()?;
+                if p > 5 {
+                    return Err(self.err(format!("unsupported pickle protocol {p}")));
                 }
-                0x95 => {
-                    // FRAME: a length hint for buffered readers; the data follows inline.
-                    self.u64()?;
+            }
+            0x95 => {
+                // FRAME: a length hint for buffered readers; the data follows inline.
+                self.u64()?;
+            }
+            b'.' => return self.pop().map(Some),
+            b'(' => self.marks.push(self.stack.len()),
+            b'0' => {
+                if self.marks.last() == Some(&self.stack.len()) {
+                    self.marks.pop();
+                } else {
+                    self.pop()?;
                 }
-                b'.' => {
-                    let top = self.pop()?;
-                    return Ok(top);
-                }
-                b'(' => self.marks.push(self.stack.len()),
-                b'0' => {
-                    if self.marks.last() == Some(&self.stack.len()) {
-                        self.marks.pop();
-                    } else {
-                        self.pop()?;
-                    }
-                }
-                b'1' => {
-                    self.pop_mark()?;
-                }
-                b'2' => {
-                    let v = self.top()?;
-                    self.stack.push(v);
-                }
-                b'N' => self.stack.push(V::None),
-                0x88 => self.stack.push(V::Bool(true)),
-                0x89 => self.stack.push(V::Bool(false)),
-                b'J' => {
-                    let v = self.u32()? as i32;
-                    self.stack.push(V::Int(v as i64));
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.stack.push(V::Int(v as i64));
-                }
-                b'M' => {
-                    let v = self.u16()?;
-                    self.stack.push(V::Int(v as i64));
-                }
-                0x8a => {
-                    let n = self.u8()? as u64;
-                    let b = self.take_len(n)?;
-                    let v = self.long_from_bytes(b)?;
-                    self.stack.push(v);
-                }
-                0x8b => {
-                    let n = self.u32()?;
-                    if n & 0x8000_0000 != 0 {
-                        return Err(self.err("LONG4 with a negative length"));
-                    }
-                    let b = self.take_len(n as u64)?;
-                    let v = self.long_from_bytes(b)?;
-                    self.stack.push(v);
-                }
-                b'I' => {
-                    let line = self.line()?;
-                    let v = match line {
-                        "00" => V::Bool(false),
-                        "01" => V::Bool(true),
-                        s => V::Int(s.trim().parse::<i64>().map_err(|_| self.err(format!("bad INT `{s}`")))?),
-                    };
-                    self.stack.push(v);
-                }
-                b'L' => {
-                    let line = self.line()?;
-                    let s = line.trim().trim_end_matches('L');
-                    let v = s.parse::<i64>().map_err(|_| self.err(format!("LONG `{line}` out of range")))?;
-                    self.stack.push(V::Int(v));
-                }
-                b'G' => {
-                    let b = self.take(8)?;
-                    self.stack.push(V::Float(f64::from_be_bytes(b.try_into().expect("8 bytes"))));
-                }
-                b'F' => {
-                    let line = self.line()?;
-                    let v = line.trim().parse::<f64>().map_err(|_| self.err(format!("bad FLOAT `{line}`")))?;
-                    self.stack.push(V::Float(v));
-                }
-                b'X' => {
-                    let n = self.u32()? as u64;
-                    self.unicode(n)?;
-                }
-                0x8c => {
-                    let n = self.u8()? as u64;
-                    self.unicode(n)?;
-                }
-                0x8d => {
-                    let n = self.u64()?;
-                    self.unicode(n)?;
-                }
-                b'V' => {
-                    // Raw-unicode-escape text; torch never writes it. Taken as UTF-8.
-                    let line = self.line()?.to_string();
-                    self.push(Node::Str(line))?;
-                }
-                b'B' => {
-                    let n = self.u32()? as u64;
-                    self.bytes(n)?;
-                }
-                b'C' => {
-                    let n = self.u8()? as u64;
-                    self.bytes(n)?;
-                }
-                0x8e | 0x96 => {
-                    let n = self.u64()?;
-                    self.bytes(n)?;
-                }
-                b'T' | b'U' => {
-                    // Python 2 `str`: Python 3 decodes it as text (latin-1 keeps every byte).
-                    let n = if op == b'T' { self.u32()? as u64 } else { self.u8()? as u64 };
-                    let b = self.take_len(n)?;
-                    let s: String = b.iter().map(|&c| c as char).collect();
-                    self.push(Node::Str(s))?;
-                }
-                b')' => {
-                    self.push(Node::Tuple(Vec::new()))?;
-                }
-                b']' => {
-                    self.push(Node::List(Vec::new()))?;
-                }
-                b'}' => {
-                    self.push(Node::Dict(Vec::new()))?;
-                }
-                0x8f => {
-                    self.push(Node::List(Vec::new()))?;
-                }
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Node::Tuple(items))?;
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    let floor = self.marks.last().copied().unwrap_or(0);
-                    if self.stack.len() < floor + n {
-                        return Err(self.err("stack underflow"));
-                    }
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    self.push(Node::Tuple(items))?;
-                }
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(Node::List(items))?;
-                }
-                0x91 => {
-                    let items = self.pop_mark()?;
-                    self.push(Node::List(items))?;
-                }
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    if items.len() % 2 != 0 {
-                        return Err(self.err("DICT with an odd number of items"));
-                    }
-                    let pairs = items.chunks_exact(2).map(|c| (c[0], c[1])).collect();
-                    self.push(Node::Dict(pairs))?;
-                }
-                b'a' => {
-                    let item = self.pop()?;
-                    let target = self.top()?;
-                    self.append(target, vec![item])?;
-                }
-                b'e' | 0x90 => {
-                    let items = self.pop_mark()?;
-                    let target = self.top()?;
-                    self.append(target, items)?;
-                }
-                b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    let target = self.top()?;
-                    self.set_items(target, vec![(k, v)])?;
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    if items.len() % 2 != 0 {
-                        return Err(self.err("SETITEMS with an odd number of items"));
-                    }
-                    let target = self.top()?;
-                    let pairs = items.chunks_exact(2).map(|c| (c[0], c[1])).collect();
-                    self.set_items(target, pairs)?;
-                }
-                b'c' => {
-                    let module = self.line()?.to_string();
-                    let name = self.line()?.to_string();
-                    let v = self.global(module, name)?;
-                    self.stack.push(v);
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    let (Some(module), Some(name)) = (self.str_of(module), self.str_of(name)) else {
-                        return Err(self.err("STACK_GLOBAL needs two strings"));
-                    };
-                    let (module, name) = (module.to_string(), name.to_string());
-                    let v = self.global(module, name)?;
-                    self.stack.push(v);
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let func = self.pop()?;
-                    let args = self.seq_of(args).ok_or_else(|| self.err("REDUCE arguments are not a tuple"))?.to_vec();
-                    let v = self.call(func, args)?;
-                    self.stack.push(v);
-                }
-                0x81 => {
-                    let args = self.pop()?;
-                    let cls = self.pop()?;
-                    let args = self.seq_of(args).ok_or_else(|| self.err("NEWOBJ arguments are not a tuple"))?.to_vec();
-                    let v = self.new_object(cls, args, Vec::new())?;
-                    self.stack.push(v);
-                }
-                0x92 => {
-                    let kwargs = self.pop()?;
-                    let args = self.pop()?;
-                    let cls = self.pop()?;
-                    let args = self.seq_of(args).ok_or_else(|| self.err("NEWOBJ_EX arguments are not a tuple"))?.to_vec();
-                    let kwargs = match self.node(kwargs) {
-                        Some(Node::Dict(d)) => d.clone(),
-                        _ => return Err(self.err("NEWOBJ_EX keyword arguments are not a dict")),
-                    };
-                    let v = self.new_object(cls, args, kwargs)?;
-                    self.stack.push(v);
-                }
-                b'i' => {
-                    let module = self.line()?.to_string();
-                    let name = self.line()?.to_string();
-                    let args = self.pop_mark()?;
-                    let cls = self.global(module, name)?;
-                    let v = self.new_object(cls, args, Vec::new())?;
-                    self.stack.push(v);
-                }
-                b'o' => {
-                    let mut items = self.pop_mark()?;
-                    if items.is_empty() {
-                        return Err(self.err("OBJ without a class"));
-                    }
-                    let args = items.split_off(1);
-                    let v = self.new_object(items[0], args, Vec::new())?;
-                    self.stack.push(v);
-                }
-                b'b' => {
-                    let state = self.pop()?;
-                    let target = self.top()?;
-                    self.build(target, state)?;
-                }
-                b'p' => {
-                    let line = self.line()?;
-                    let key = line.trim().parse::<u64>().map_err(|_| self.err(format!("bad PUT key `{line}`")))?;
-                    self.memo_put(key)?;
-                }
-                b'q' => {
-                    let key = self.u8()? as u64;
-                    self.memo_put(key)?;
-                }
-                b'r' => {
-                    let key = self.u32()? as u64;
-                    self.memo_put(key)?;
-                }
-                0x94 => {
-                    let key = self.memo.len() as u64;
-                    self.memo_put(key)?;
-                }
-                b'g' => {
-                    let line = self.line()?;
-                    let key = line.trim().parse::<u64>().map_err(|_| self.err(format!("bad GET key `{line}`")))?;
-                    self.memo_get(key)?;
-                }
-                b'h' => {
-                    let key = self.u8()? as u64;
-                    self.memo_get(key)?;
-                }
-                b'j' => {
-                    let key = self.u32()? as u64;
-                    self.memo_get(key)?;
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    let v = self.persistent_load(pid)?;
-                    self.stack.push(v);
-                }
-                b'P' => {
-                    let line = self.line()?.to_string();
-                    let pid = self.push_node(Node::Str(line))?;
-                    let v = self.persistent_load(pid)?;
-                    self.stack.push(v);
-                }
-                _ => {
+            }
+            b'1' => {
+                self.pop_mark()?;
+            }
+            b'2' => {
+                let v = self.top()?;
+                self.stack.push(v);
+            }
+            _ => {
+                if !(self.scalar_op(op)? || self.container_op(op)? || self.object_op(op)? || self.memo_op(op)?) {
                     let name = opcode_name(op);
                     return Err(self.err(format!("unsupported opcode 0x{op:02x} ({name})")));
                 }
             }
         }
+        Ok(None)
+    }
+
+    /// Scalars: None, booleans, integers, floats, text and bytes. `false` when `op` is not one of them.
+    fn scalar_op(&mut self, op: u8) -> PResult<bool> {
+        match op {
+            b'N' => self.stack.push(V::None),
+            0x88 => self.stack.push(V::Bool(true)),
+            0x89 => self.stack.push(V::Bool(false)),
+            b'J' => {
+                let v = self.u32()? as i32;
+                self.stack.push(V::Int(v as i64));
+            }
+            b'K' => {
+                let v = self.u8()?;
+                self.stack.push(V::Int(v as i64));
+            }
+            b'M' => {
+                let v = self.u16()?;
+                self.stack.push(V::Int(v as i64));
+            }
+            0x8a => {
+                let n = self.u8()? as u64;
+                let b = self.take_len(n)?;
+                let v = self.long_from_bytes(b)?;
+                self.stack.push(v);
+            }
+            0x8b => {
+                let n = self.u32()?;
+                if n & 0x8000_0000 != 0 {
+                    return Err(self.err("LONG4 with a negative length"));
+                }
+                let b = self.take_len(n as u64)?;
+                let v = self.long_from_bytes(b)?;
+                self.stack.push(v);
+            }
+            b'I' => {
+                let line = self.line()?;
+                let v = match line {
+                    "00" => V::Bool(false),
+                    "01" => V::Bool(true),
+                    s => V::Int(s.trim().parse::<i64>().map_err(|_| self.err(format!("bad INT `{s}`")))?),
+                };
+                self.stack.push(v);
+            }
+            b'L' => {
+                let line = self.line()?;
+                let s = line.trim().trim_end_matches('L');
+                let v = s.parse::<i64>().map_err(|_| self.err(format!("LONG `{line}` out of range")))?;
+                self.stack.push(V::Int(v));
+            }
+            b'G' => {
+                let b = self.take(8)?;
+                self.stack.push(V::Float(f64::from_be_bytes(b.try_into().expect("8 bytes"))));
+            }
+            b'F' => {
+                let line = self.line()?;
+                let v = line.trim().parse::<f64>().map_err(|_| self.err(format!("bad FLOAT `{line}`")))?;
+                self.stack.push(V::Float(v));
+            }
+            b'X' => {
+                let n = self.u32()? as u64;
+                self.unicode(n)?;
+            }
+            0x8c => {
+                let n = self.u8()? as u64;
+                self.unicode(n)?;
+            }
+            0x8d => {
+                let n = self.u64()?;
+                self.unicode(n)?;
+            }
+            b'V' => {
+                // Raw-unicode-escape text; torch never writes it. Taken as UTF-8.
+                let line = self.line()?.to_string();
+                self.push(Node::Str(line))?;
+            }
+            b'B' => {
+                let n = self.u32()? as u64;
+                self.bytes(n)?;
+            }
+            b'C' => {
+                let n = self.u8()? as u64;
+                self.bytes(n)?;
+            }
+            0x8e | 0x96 => {
+                let n = self.u64()?;
+                self.bytes(n)?;
+            }
+            b'T' | b'U' => {
+                // Python 2 `str`: Python 3 decodes it as text (latin-1 keeps every byte).
+                let n = if op == b'T' { self.u32()? as u64 } else { self.u8()? as u64 };
+                let b = self.take_len(n)?;
+                let s: String = b.iter().map(|&c| c as char).collect();
+                self.push(Node::Str(s))?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Tuples, lists and dicts, and adding to them. `false` when `op` is not one of them.
+    fn container_op(&mut self, op: u8) -> PResult<bool> {
+        match op {
+            b')' => {
+                self.push(Node::Tuple(Vec::new()))?;
+            }
+            b']' => {
+                self.push(Node::List(Vec::new()))?;
+            }
+            b'}' => {
+                self.push(Node::Dict(Vec::new()))?;
+            }
+            0x8f => {
+                self.push(Node::List(Vec::new()))?;
+            }
+            b't' => {
+                let items = self.pop_mark()?;
+                self.push(Node::Tuple(items))?;
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                let floor = self.marks.last().copied().unwrap_or(0);
+                if self.stack.len() < floor + n {
+                    return Err(self.err("stack underflow"));
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.push(Node::Tuple(items))?;
+            }
+            b'l' => {
+                let items = self.pop_mark()?;
+                self.push(Node::List(items))?;
+            }
+            0x91 => {
+                let items = self.pop_mark()?;
+                self.push(Node::List(items))?;
+            }
+            b'd' => {
+                let items = self.pop_mark()?;
+                if items.len() % 2 != 0 {
+                    return Err(self.err("DICT with an odd number of items"));
+                }
+                let pairs = items.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+                self.push(Node::Dict(pairs))?;
+            }
+            b'a' => {
+                let item = self.pop()?;
+                let target = self.top()?;
+                self.append(target, vec![item])?;
+            }
+            b'e' | 0x90 => {
+                let items = self.pop_mark()?;
+                let target = self.top()?;
+                self.append(target, items)?;
+            }
+            b's' => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                let target = self.top()?;
+                self.set_items(target, vec![(k, v)])?;
+            }
+            b'u' => {
+                let items = self.pop_mark()?;
+                if items.len() % 2 != 0 {
+                    return Err(self.err("SETITEMS with an odd number of items"));
+                }
+                let target = self.top()?;
+                let pairs = items.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+                self.set_items(target, pairs)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Globals, calls, object construction and state, persistent ids (torch storages). `false` when `op` is not one of them.
+    fn object_op(&mut self, op: u8) -> PResult<bool> {
+        match op {
+            b'c' => {
+                let module = self.line()?.to_string();
+                let name = self.line()?.to_string();
+                let v = self.global(module, name)?;
+                self.stack.push(v);
+            }
+            0x93 => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let (Some(module), Some(name)) = (self.str_of(module), self.str_of(name)) else {
+                    return Err(self.err("STACK_GLOBAL needs two strings"));
+                };
+                let (module, name) = (module.to_string(), name.to_string());
+                let v = self.global(module, name)?;
+                self.stack.push(v);
+            }
+            b'R' => {
+                let args = self.pop()?;
+                let func = self.pop()?;
+                let args = self.seq_of(args).ok_or_else(|| self.err("REDUCE arguments are not a tuple"))?.to_vec();
+                let v = self.call(func, args)?;
+                self.stack.push(v);
+            }
+            0x81 => {
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                let args = self.seq_of(args).ok_or_else(|| self.err("NEWOBJ arguments are not a tuple"))?.to_vec();
+                let v = self.new_object(cls, args, Vec::new())?;
+                self.stack.push(v);
+            }
+            0x92 => {
+                let kwargs = self.pop()?;
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                let args = self.seq_of(args).ok_or_else(|| self.err("NEWOBJ_EX arguments are not a tuple"))?.to_vec();
+                let kwargs = match self.node(kwargs) {
+                    Some(Node::Dict(d)) => d.clone(),
+                    _ => return Err(self.err("NEWOBJ_EX keyword arguments are not a dict")),
+                };
+                let v = self.new_object(cls, args, kwargs)?;
+                self.stack.push(v);
+            }
+            b'i' => {
+                let module = self.line()?.to_string();
+                let name = self.line()?.to_string();
+                let args = self.pop_mark()?;
+                let cls = self.global(module, name)?;
+                let v = self.new_object(cls, args, Vec::new())?;
+                self.stack.push(v);
+            }
+            b'o' => {
+                let mut items = self.pop_mark()?;
+                if items.is_empty() {
+                    return Err(self.err("OBJ without a class"));
+                }
+                let args = items.split_off(1);
+                let v = self.new_object(items[0], args, Vec::new())?;
+                self.stack.push(v);
+            }
+            b'b' => {
+                let state = self.pop()?;
+                let target = self.top()?;
+                self.build(target, state)?;
+            }
+            b'Q' => {
+                let pid = self.pop()?;
+                let v = self.persistent_load(pid)?;
+                self.stack.push(v);
+            }
+            b'P' => {
+                let line = self.line()?.to_string();
+                let pid = self.push_node(Node::Str(line))?;
+                let v = self.persistent_load(pid)?;
+                self.stack.push(v);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The memo: PUT and GET. `false` when `op` is not one of them.
+    fn memo_op(&mut self, op: u8) -> PResult<bool> {
+        match op {
+            b'p' => {
+                let line = self.line()?;
+                let key = line.trim().parse::<u64>().map_err(|_| self.err(format!("bad PUT key `{line}`")))?;
+                self.memo_put(key)?;
+            }
+            b'q' => {
+                let key = self.u8()? as u64;
+                self.memo_put(key)?;
+            }
+            b'r' => {
+                let key = self.u32()? as u64;
+                self.memo_put(key)?;
+            }
+            0x94 => {
+                let key = self.memo.len() as u64;
+                self.memo_put(key)?;
+            }
+            b'g' => {
+                let line = self.line()?;
+                let key = line.trim().parse::<u64>().map_err(|_| self.err(format!("bad GET key `{line}`")))?;
+                self.memo_get(key)?;
+            }
+            b'h' => {
+                let key = self.u8()? as u64;
+                self.memo_get(key)?;
+            }
+            b'j' => {
+                let key = self.u32()? as u64;
+                self.memo_get(key)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     fn long_from_bytes(&mut self, b: &[u8]) -> PResult<V> {

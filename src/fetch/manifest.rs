@@ -9,7 +9,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::convert::kinds::KINDS;
 use crate::{Error, Result};
 
 /// `format` of every manifest.
@@ -212,8 +211,8 @@ impl Manifest {
             return Err("licence is empty (write `none stated` when the authors state none)".into());
         }
         let c = &self.convert;
-        if !KINDS.contains(&c.kind.as_str()) {
-            return Err(format!("convert.kind `{}` is not one of {}", c.kind, KINDS.join(", ")));
+        if crate::registry::kind(&c.kind).is_none_or(|k| k.name != c.kind) {
+            return Err(format!("convert.kind `{}` is not one of {}", c.kind, crate::registry::names(|_| true).join(", ")));
         }
         if !is_file_name(&c.pack) || !c.pack.ends_with(".safetensors") {
             return Err(format!("convert.pack `{}` must be a plain file name ending in .safetensors", c.pack));

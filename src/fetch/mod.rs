@@ -7,7 +7,7 @@
 //! - [`hub`]: Hugging Face files live in the standard hub cache, shared with Python tools.
 //! - [`Fetcher::fetch`] gets every file of a model (cache, reuse, download, or instructions for
 //!   files that must be downloaded by hand) and converts with
-//!   [`crate::convert::convert_checkpoint`], the code path of `ssv2a convert`.
+//!   [`crate::registry::convert_checkpoint`], the code path of `ssv2a convert`.
 //! - [`Fetcher::status`] says whether a model's pack is installed, missing or stale.
 //!
 //! Where things go (see `models/README.md`):
@@ -33,7 +33,7 @@ pub use hub::HubCache;
 pub use manifest::{FileSpec, Manifest, SourceKind};
 pub use status::{ModelStatus, State};
 
-use crate::convert::kinds::{convert_checkpoint, is_implemented, ConvertJob};
+use crate::registry::{convert_checkpoint, is_convertible, ConvertJob};
 use crate::{Error, Result};
 
 /// Progress reports. The CLI draws bars; tests and libraries can ignore them ([`Quiet`]).
@@ -304,7 +304,7 @@ impl Fetcher {
         if !hand.is_empty() {
             return Ok(Outcome::NeedsFilesByHand(hand));
         }
-        if !is_implemented(&m.convert.kind) {
+        if !is_convertible(&m.convert.kind) {
             return Ok(Outcome::NotConvertible { kind: m.convert.kind.clone(), files: ready.into_values().map(|(p, _)| p).collect() });
         }
         let (input, sha) = &ready[m.convert.checkpoint.as_str()];

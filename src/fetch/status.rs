@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::manifest::{Manifest, SourceKind};
 use super::Fetcher;
-use crate::convert::kinds::is_implemented;
+use crate::registry::is_convertible;
 use crate::weights::{PACK_FORMAT, PACK_VERSION};
 use crate::{Error, Result};
 
@@ -136,7 +136,7 @@ fn missing_detail(fx: &Fetcher, m: &Manifest) -> String {
         }
     }
     match (absent_hand.is_empty(), absent.is_empty()) {
-        (true, true) if !is_implemented(&m.convert.kind) => {
+        (true, true) if !is_convertible(&m.convert.kind) => {
             format!("source files present; converting kind `{}` is not available in this version of ssv2a yet", m.convert.kind)
         }
         (true, true) => format!("source files present; run `ssv2a fetch {}` to convert", m.name),

@@ -25,13 +25,13 @@
 //! the short side (RGBA premultiplied, palette and 1-bit images NEAREST, as PIL forces for
 //! modes "P" and "1"), centre crop with Python's rounding, `convert("RGB")`, then
 //! `(x/255 − mean)/std` in f32; CMYK JPEGs are resized in CMYK and converted after, as PIL
-//! does. JPEGs are decoded by [`crate::jpeg`], which reproduces PIL's libjpeg-turbo decode bit
+//! does. JPEGs are decoded by [`crate::media::jpeg`], which reproduces PIL's libjpeg-turbo decode bit
 //! for bit, so the whole preprocessing of the test JPEGs is exact too.
 
 use serde::{Deserialize, Serialize};
 
 use crate::convert::plan::{Plan, Recipe, TensorSource};
-use crate::image::{CmykImage, Picture, RgbImage, RgbaImage};
+use crate::media::image::{CmykImage, Picture, RgbImage, RgbaImage};
 use crate::nn::{LayerNorm, Linear};
 use crate::ops::Act;
 use crate::tensor::{HostTensor, Tensor, Weight};
@@ -42,8 +42,7 @@ use crate::{Error, Result};
 pub const KIND: &str = "clip";
 const LN_EPS: f32 = 1e-5;
 
-/// Named activations recorded by `forward(.., Some(trace))`.
-pub type Trace = Vec<(String, Tensor)>;
+pub use crate::models::Trace;
 
 /// `clip.model.CLIP` constructor arguments (the names `build_model` uses), plus the vision
 /// head count, which `CLIP()` derives as `vision_width // 64`.
@@ -521,7 +520,7 @@ pub enum ClipImage<'a> {
     /// Resized premultiplied, as PIL resizes RGBA, then the alpha is dropped.
     Rgba(&'a RgbaImage),
     /// A palette ("P" mode) image expanded to RGB: PIL resizes these with NEAREST whatever
-    /// filter is asked, so this does too (see [`crate::image::clip_preprocess_nearest`]).
+    /// filter is asked, so this does too (see [`crate::media::image::clip_preprocess_nearest`]).
     Palette(&'a RgbImage),
     /// A CMYK image: resized in CMYK, converted to RGB after, as PIL does.
     Cmyk(&'a CmykImage),
@@ -546,17 +545,17 @@ impl ClipImage<'_> {
     /// OpenAI `_transform(n_px)`: [3, n_px, n_px] normalised values.
     pub fn preprocess(&self, n_px: usize) -> Result<Vec<f32>> {
         match self {
-            ClipImage::Rgb(i) => crate::image::clip_preprocess(i, n_px),
-            ClipImage::Rgba(i) => crate::image::clip_preprocess_rgba(i, n_px),
-            ClipImage::Palette(i) => crate::image::clip_preprocess_nearest(i, n_px),
-            ClipImage::Cmyk(i) => crate::image::clip_preprocess_cmyk(i, n_px),
+            ClipImage::Rgb(i) => crate::media::image::clip_preprocess(i, n_px),
+            ClipImage::Rgba(i) => crate::media::image::clip_preprocess_rgba(i, n_px),
+            ClipImage::Palette(i) => crate::media::image::clip_preprocess_nearest(i, n_px),
+            ClipImage::Cmyk(i) => crate::media::image::clip_preprocess_cmyk(i, n_px),
         }
     }
 
     /// The steps of `_transform(n_px)` before scaling: `Resize(n_px, BICUBIC)` (NEAREST for
     /// palette images, premultiplied for RGBA), `CenterCrop(n_px)`, `convert("RGB")`.
     pub fn resize_crop(&self, n_px: usize) -> Result<RgbImage> {
-        use crate::image::{round_half_even, shorter_side_size};
+        use crate::media::image::{round_half_even, shorter_side_size};
         let (w, h) = shorter_side_size(self.width(), self.height(), n_px);
         let r = match self {
             ClipImage::Rgb(i) => i.resize_bicubic(w, h)?,

@@ -57,7 +57,7 @@
 //! rule a large photo is detected at its own size; such inputs get an error before anything
 //! runs ([`crate::models::yolo::Config::max_activation_bytes`]) that suggests [`ImgSize::Fixed`] (`--imgsz 640`).
 
-use crate::image::{round_half_even, RgbImage};
+use crate::media::image::{round_half_even, RgbImage};
 use crate::models::yolo::Yolo;
 use crate::tensor::{HostTensor, Tensor};
 use crate::weights::Weights;
@@ -87,6 +87,27 @@ pub enum ImgSize {
     FirstImage,
     /// A fixed (h, w) for every image (rounded up to multiples of 32).
     Fixed { h: usize, w: usize },
+}
+
+impl std::str::FromStr for ImgSize {
+    type Err = Error;
+    /// `ssv2a` (official), `image`, `N` or `HxW` (pixels, positive).
+    fn from_str(s: &str) -> Result<ImgSize> {
+        Ok(match s {
+            "ssv2a" => ImgSize::Ssv2a,
+            "image" => ImgSize::FirstImage,
+            other => {
+                let parts: Vec<&str> = other.split(['x', 'X']).collect();
+                let n = |p: &str| p.trim().parse::<usize>().ok().filter(|&v| v > 0);
+                match parts[..] {
+                    [a] => n(a).map(|v| ImgSize::Fixed { h: v, w: v }),
+                    [a, b] => n(a).zip(n(b)).map(|(h, w)| ImgSize::Fixed { h, w }),
+                    _ => None,
+                }
+                .ok_or_else(|| Error::arg("imgsz", format!("`{other}`: expected ssv2a, image, N or HxW")))?
+            }
+        })
+    }
 }
 
 impl ImgSize {

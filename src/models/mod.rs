@@ -7,3 +7,7 @@ pub mod hifigan;
 pub mod clip;
 pub mod ssv2a;
 pub mod yolo;
+
+/// Named intermediate activations recorded by `forward(.., Some(trace))`, in execution order,
+/// for golden tests (the first diverging stage names itself).
+pub type Trace = Vec<(String, crate::tensor::Tensor)>;

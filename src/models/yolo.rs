@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::convert::plan::{Plan, Recipe, TensorSource};
-use crate::image::round_half_even;
+use crate::media::image::round_half_even;
 use crate::nn::Conv2d;
 use crate::ops::conv::Conv2dArgs;
 use crate::ops::Act;
@@ -44,8 +44,7 @@ pub const REG_MAX: usize = 16;
 /// Strides of the three detection levels (P3, P4, P5).
 pub const STRIDES: [usize; 3] = [8, 16, 32];
 
-/// Named intermediate activations, for golden tests.
-pub type Trace = Vec<(String, Tensor)>;
+pub use crate::models::Trace;
 
 /// The network's hyper-parameters (what `parse_model` reads from the yaml), plus class names.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -789,7 +788,6 @@ pub fn names_from_json(v: &serde_json::Value) -> Result<Vec<String>> {
 /// dict with `model.{i}.…` keys (config inferred from the shapes). `config` (the `--config`
 /// JSON) overrides: a model yaml as JSON (with `nc` and `scales`/`scale` or multiples), or this
 /// crate's [`Config`]; either may carry `names`.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn from_checkpoint<'a>(
     ckpt: &'a crate::convert::Checkpoint,
     config: Option<&serde_json::Value>,

@@ -101,6 +101,24 @@ impl Act {
 mod tests {
     use super::*;
 
+    /// `Act`'s discriminants are the WGSL `ACT_*` codes (shaders/shared/activations.wgsl).
+    #[test]
+    fn act_codes_match_wgsl() {
+        let all = [Act::None, Act::Gelu, Act::GeluTanh, Act::QuickGelu, Act::Silu, Act::Relu, Act::Tanh];
+        assert_eq!(crate::shaders::ACT_CODES.len(), all.len(), "an activation exists on one side only");
+        for a in all {
+            let mut name = String::new();
+            for (i, ch) in format!("{a:?}").chars().enumerate() {
+                if ch.is_uppercase() && i > 0 {
+                    name.push('_');
+                }
+                name.push(ch.to_ascii_uppercase());
+            }
+            let code = crate::shaders::ACT_CODES.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
+            assert_eq!(code, Some(a as u32), "Act::{a:?} vs ACT_{name}");
+        }
+    }
+
     #[test]
     fn params_match_wgsl() {
         let mirrors = params_mirrors();

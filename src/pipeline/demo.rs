@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::{Model, PackSource, Pipeline, UNCOND_TENSOR};
-use crate::image::RgbImage;
+use crate::media::image::RgbImage;
 use crate::models::ssv2a::{AggregatorConfig, Config as Ssv2aConfig};
 use crate::models::{audioldm, clip, ssv2a, yolo};
 use crate::rng::Rng;
@@ -178,7 +178,7 @@ pub fn write_packs(gpu: &Gpu, seed: u64, dir: &std::path::Path) -> Result<Vec<st
             }
         };
         let path = dir.join(m.pack_file());
-        crate::audio::write_atomic(&path, &bytes)?;
+        crate::fs::write_atomic(&path, &bytes)?;
         written.push(path);
     }
     Ok(written)

@@ -12,7 +12,7 @@ PIL calls torchvision makes (torchvision is not needed):
 
 Why Pillow 11.3: the official SSV2A ran Pillow <= 12, whose resampler always runs the
 horizontal pass first; the Pillow 13.0.0 wheel sometimes runs the vertical pass first (see
-make_resize_fixture.py and src/image.rs). ssv2a reproduces the classic order.
+make_resize_fixture.py and src/media/image.rs). ssv2a reproduces the classic order.
 
 Writes tests/fixtures/clip_preprocess.safetensors:
   out.<stem>.crop        [224, 224, 3] uint8: the resized + cropped RGB image (what the network

@@ -1,6 +1,6 @@
 """Golden fixture for ssv2a's image decoding: what **Pillow 11.3** (its bundled libjpeg-turbo
 3.1.1 and libwebp 1.5.0) decodes from JPEGs that cover the paths of ssv2a's JPEG decoder
-(`src/jpeg.rs`), and from two WebP files (lossy and lossless; ssv2a decodes WebP with the
+(`src/media/jpeg/`), and from two WebP files (lossy and lossless; ssv2a decodes WebP with the
 `image` crate).
 
 The official SSV2A opens every image with PIL, so PIL's pixels are the reference. The inputs are

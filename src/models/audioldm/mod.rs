@@ -10,7 +10,7 @@
 //! loads the parts it holds.
 //!
 //! [`AudioLdm::generate`] is SSV2A's `emb_to_audio`: CLAP-space embeddings [B, 512] → x_T from a
-//! seeded RNG → DDIM (200 steps, η = 1) or DPM-Solver++(2M) with classifier-free guidance 2.5 on
+//! seeded RNG → DDIM (200 steps, η = 1) or DPM-Solver++(2M) with guidance [`GUIDANCE`] on
 //! [uncond; cond] → clamp rule → VAE → HiFi-GAN → waveforms [B, samples] at 16 kHz.
 
 pub mod bench;
@@ -351,6 +351,11 @@ pub fn latent_frames(duration_s: f64, multiple: usize, max_s: f64) -> Result<Lat
     Ok(LatentFrames { requested, padded: requested.div_ceil(m) * m })
 }
 
+/// SSV2A's classifier-free guidance scale (`emb_to_audio`'s `guidance_scale`).
+pub const GUIDANCE: f32 = 2.5;
+/// Most candidates [`AudioLdm::generate`] samples for one item.
+pub const MAX_CANDIDATES: usize = 16;
+
 /// Settings of [`AudioLdm::generate`]. `Default` is what SSV2A's `emb_to_audio` uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerateSettings {
@@ -358,7 +363,7 @@ pub struct GenerateSettings {
     pub method: Method,
     /// DDIM: 200 upstream. DPM-Solver++: 20–25 is typical.
     pub steps: usize,
-    /// Classifier-free guidance scale (2.5).
+    /// Classifier-free guidance scale ([`GUIDANCE`] upstream).
     pub guidance: f32,
     /// Candidates per item (3 upstream). They are sampled in one batch like the original
     /// (candidate j of item i at row i + j·B); until CLAP re-ranking lands, candidate 0 is kept.
@@ -366,13 +371,11 @@ pub struct GenerateSettings {
     /// Seconds of audio (10). The latent has `int(duration · 25.6)` frames; see
     /// [`AudioLdm::generate`] for durations the UNet cannot take directly.
     pub duration_s: f64,
-    /// Seed of the latent and per-step noise (SSV2A always uses 42).
-    pub seed: u64,
 }
 
 impl Default for GenerateSettings {
     fn default() -> Self {
-        GenerateSettings { method: Method::Ddim { eta: 1.0 }, steps: 200, guidance: 2.5, candidates: 3, duration_s: 10.0, seed: 42 }
+        GenerateSettings { method: Method::Ddim { eta: 1.0 }, steps: 200, guidance: GUIDANCE, candidates: 3, duration_s: 10.0 }
     }
 }
 
@@ -414,7 +417,7 @@ impl AudioLdm {
     }
 
     /// Embedding → waveform, as SSV2A's `emb_to_audio` (AudioLDM `generate_sample`):
-    /// x_T ~ N(0, I) from `Rng::new(seed)`, the sampler with classifier-free guidance on
+    /// x_T ~ N(0, I) from `Rng::new(seed)` (SSV2A always passes 42; the pipeline passes the run's seed), the sampler with classifier-free guidance on
     /// [uncond; cond], the clamp rule (over all candidates, as upstream), latent / scale_factor,
     /// VAE decoder and HiFi-GAN. Candidate 0 of each item is returned (no CLAP re-ranking yet).
     ///
@@ -432,6 +435,7 @@ impl AudioLdm {
         emb: &Tensor,
         uncond: &[f32],
         settings: &GenerateSettings,
+        seed: u64,
         progress: &mut dyn FnMut(Progress),
         cancel: &dyn Fn() -> bool,
     ) -> Result<Tensor> {
@@ -444,8 +448,8 @@ impl AudioLdm {
         if uncond.len() != fd {
             return Err(Error::shape(OP, format!("uncond [{fd}]"), [uncond.len()]));
         }
-        if settings.candidates == 0 || settings.candidates > 16 {
-            return Err(Error::arg(OP, format!("{} candidates: 1..=16 are supported", settings.candidates)));
+        if settings.candidates == 0 || settings.candidates > MAX_CANDIDATES {
+            return Err(Error::arg(OP, format!("{} candidates: 1..={MAX_CANDIDATES} are supported", settings.candidates)));
         }
         let frames = self.latent_frames(settings.duration_s)?;
         let steps = Sampler::new(&self.schedule, settings.method, settings.steps)?;
@@ -458,7 +462,7 @@ impl AudioLdm {
         let guided = Guided::new(&self.unet, &cond, Some(&uncond), settings.guidance)?;
         let d = &self.config.diffusion;
         let shape = [n, d.channels, frames.padded, d.latent_f_size];
-        let mut rng = Rng::new(settings.seed);
+        let mut rng = Rng::new(seed);
         let x_t = sampler::initial_latent(&gpu, &shape, &mut rng)?;
         let latent = sampler::sample(&guided, &steps, x_t, &mut StepNoise::Rng(&mut rng), progress, cancel, None).await?;
         if cancel() {

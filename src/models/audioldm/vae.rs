@@ -144,8 +144,7 @@ pub struct Vae {
     conv_out: Conv2d,
 }
 
-/// Named intermediate activations, for golden tests (first diverging stage).
-pub type Trace = Vec<(String, Tensor)>;
+pub use crate::models::Trace;
 
 impl Vae {
     /// Load from `w` scoped at the checkpoint root (`first_stage_model.*` keys).

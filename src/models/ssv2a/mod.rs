@@ -55,8 +55,7 @@ pub const KIND: &str = "ssv2a";
 /// LayerNorm epsilon everywhere in SSV2A (PyTorch's default).
 pub const LN_EPS: f32 = 1e-5;
 
-/// Named activations recorded by `forward(.., Some(trace))`, in execution order.
-pub type Trace = Vec<(String, Tensor)>;
+pub use crate::models::Trace;
 
 pub(crate) fn record(trace: &mut Option<&mut Trace>, name: String, t: &Tensor) {
     if let Some(tr) = trace.as_deref_mut() {

@@ -4,7 +4,7 @@
 # sampling (same process), the SSV2A goldens (incl. the pinned normal stream) on the GPU's
 # Vulkan, and the full-size demo with the official preset.
 # Same prerequisites as device_check.sh (.devbin/ssv2a and .devbin/models_ssv2a rebuilt).
-source "$(dirname "$0")/device_env.sh"
+source scripts/device_env.sh
 {
   nvidia-smi -L; nproc; lscpu | grep -E "Model name|MHz" | head -2
   echo "== models_ssv2a"; REQUIRE_GPU=1 timeout 60 .devbin/models_ssv2a 2>&1 | grep -E "FAILED|panicked|test result|left|right"

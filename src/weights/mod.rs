@@ -15,9 +15,11 @@ use std::sync::{Arc, Mutex};
 use half::{bf16, f16};
 use safetensors::tensor::{Dtype, TensorInfo};
 
+mod random;
+
 use crate::device::Gpu;
-use crate::rng::Rng;
 use crate::tensor::{numel, HostTensor, Tensor, Weight, WeightDtype};
+use random::RandomGen;
 use crate::{Error, Result};
 
 /// `__metadata__["format"]` of every pack this runtime writes and reads.
@@ -35,58 +37,23 @@ pub struct Weights {
 struct Inner {
     gpu: Gpu,
     name: String,
+    metadata: BTreeMap<String, String>,
+    source: Source,
+}
+
+/// Where the tensors come from.
+enum Source {
+    /// A safetensors pack in memory: strict and shape-checked, every tensor must be read.
+    Pack(Pack),
+    /// Seeded random tensors made on request ([`random`]): for the demo and benchmarks.
+    Random(Mutex<RandomGen>),
+}
+
+struct Pack {
     bytes: Vec<u8>,
     data_start: usize,
     tensors: BTreeMap<String, TensorInfo>,
-    metadata: BTreeMap<String, String>,
     used: Mutex<BTreeSet<String>>,
-    /// Set for [`Weights::random`]: tensors are synthesised on first request.
-    random: Option<Mutex<RandomGen>>,
-}
-
-/// Synthesises seeded random tensors for a random-weight pack (demo, benchmarks at full size
-/// without a checkpoint). Scales keep activations of order one: matrices N(0, 1/fan_in),
-/// norm gains 1 ± 0.1, biases and shifts N(0, 0.02²), running variances ≥ 1.
-struct RandomGen {
-    rng: Rng,
-    fixed: BTreeMap<String, HostTensor>,
-    made: BTreeMap<String, Vec<usize>>,
-    f16: bool,
-    /// Every tensor handed out, as a pack would store it (see [`Weights::random_with`]).
-    kept: Option<Vec<PackTensor>>,
-}
-
-impl RandomGen {
-    fn values(&mut self, key: &str, shape: &[usize]) -> Vec<f32> {
-        let v = self.make(key, shape);
-        if let Some(kept) = &mut self.kept {
-            if !kept.iter().any(|t| t.name == key) {
-                kept.push(PackTensor::encode(key, shape.to_vec(), &v, self.f16 && shape.len() >= 2));
-            }
-        }
-        v
-    }
-
-    fn make(&mut self, key: &str, shape: &[usize]) -> Vec<f32> {
-        if let Some(t) = self.fixed.get(key) {
-            return t.data.clone();
-        }
-        self.made.insert(key.to_string(), shape.to_vec());
-        let n = numel(shape);
-        let leaf = key.rsplit('.').next().unwrap_or(key);
-        let rng = &mut self.rng;
-        let normal = |rng: &mut Rng, s: f64| (0..n).map(|_| (rng.normal() * s) as f32).collect::<Vec<f32>>();
-        match (shape.len(), leaf) {
-            (0, _) => vec![0.5; n],
-            (1, "running_var") => (0..n).map(|_| 1.0 + rng.uniform() as f32).collect(),
-            (1, "weight") | (1, "g") => (0..n).map(|_| (1.0 + 0.1 * rng.normal()) as f32).collect(),
-            (1, _) => normal(rng, 0.02),
-            _ => {
-                let fan_in = (n / shape[0]).max(1) as f64;
-                normal(rng, 1.0 / fan_in.sqrt())
-            }
-        }
-    }
 }
 
 /// Check pack metadata: ssv2a format, the current format version, and model `kind`. `src`
@@ -141,73 +108,11 @@ impl Weights {
             inner: Arc::new(Inner {
                 gpu: gpu.clone(),
                 name: name.to_string(),
-                bytes,
-                data_start,
-                tensors,
                 metadata,
-                used: Mutex::default(),
-                random: None,
+                source: Source::Pack(Pack { bytes, data_start, tensors, used: Mutex::default() }),
             }),
             prefix: String::new(),
         })
-    }
-
-    /// A pack of seeded random weights for model `kind` with `config_json`: every tensor a
-    /// model asks for is synthesised on first request with the shape asked (see `RandomGen`
-    /// for the scales), except `fixed` ones (e.g. `scale_factor`), which are also the only
-    /// ones `contains`/`shape_of` know. For the demo and full-size benchmarks; `finish` always
-    /// succeeds. `f16` selects the storage of matrices, as in a converted pack.
-    pub fn random(gpu: &Gpu, kind: &str, config_json: &str, seed: u64, f16: bool, fixed: BTreeMap<String, HostTensor>) -> Weights {
-        Self::random_with(gpu, kind, config_json, seed, f16, fixed, BTreeMap::new(), false)
-    }
-
-    /// [`Weights::random`] with more metadata (e.g. an AudioLDM pack's `components`), and,
-    /// with `record`, a copy of every tensor handed out so that [`Weights::random_to_pack`]
-    /// can write the pack a model was loaded from (the demo's `--write-packs`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn random_with(
-        gpu: &Gpu,
-        kind: &str,
-        config_json: &str,
-        seed: u64,
-        f16: bool,
-        fixed: BTreeMap<String, HostTensor>,
-        extra: BTreeMap<String, String>,
-        record: bool,
-    ) -> Weights {
-        let mut metadata = pack_metadata(kind, config_json, if f16 { "f16" } else { "f32" });
-        metadata.extend(extra);
-        metadata.insert("random".into(), seed.to_string());
-        Weights {
-            inner: Arc::new(Inner {
-                gpu: gpu.clone(),
-                name: format!("random {kind} weights (seed {seed})"),
-                bytes: vec![],
-                data_start: 0,
-                tensors: BTreeMap::new(),
-                metadata,
-                used: Mutex::default(),
-                random: Some(Mutex::new(RandomGen { rng: Rng::new(seed), fixed, made: BTreeMap::new(), f16, kept: record.then(Vec::new) })),
-            }),
-            prefix: String::new(),
-        }
-    }
-
-    /// The pack file of a recording random pack ([`Weights::random_with`]): every tensor the
-    /// models loaded so far asked for, and this pack's metadata. Loading a model from it gives
-    /// the same weights.
-    pub fn random_to_pack(&self) -> Result<Vec<u8>> {
-        let r = self.inner.random.as_ref().ok_or_else(|| Error::Format(format!("{}: not a random pack", self.inner.name)))?;
-        let g = r.lock().unwrap_or_else(|e| e.into_inner());
-        let kept = g.kept.as_ref().ok_or_else(|| Error::Format(format!("{}: made without recording", self.inner.name)))?;
-        serialize_pack(kept, &self.inner.metadata)
-    }
-
-    /// Metadata of a random pack: how many tensors and values were synthesised.
-    pub fn random_stats(&self) -> Option<(usize, usize)> {
-        let r = self.inner.random.as_ref()?;
-        let g = r.lock().unwrap_or_else(|e| e.into_inner());
-        Some((g.made.len(), g.made.values().map(|s| numel(s)).sum()))
     }
 
     /// Read a pack file (native only).
@@ -262,55 +167,60 @@ impl Weights {
 
     pub fn contains(&self, name: &str) -> bool {
         let key = self.key(name);
-        match &self.inner.random {
-            Some(r) => r.lock().unwrap_or_else(|e| e.into_inner()).fixed.contains_key(&key),
-            None => self.inner.tensors.contains_key(&key),
+        match &self.inner.source {
+            Source::Random(r) => lock(r).fixed.contains_key(&key),
+            Source::Pack(p) => p.tensors.contains_key(&key),
         }
     }
 
     /// Keys under this view's prefix (full keys).
     pub fn keys(&self) -> Vec<String> {
         let p = if self.prefix.is_empty() { String::new() } else { format!("{}.", self.prefix) };
-        self.inner.tensors.keys().filter(|k| k.starts_with(&p)).cloned().collect()
+        match &self.inner.source {
+            Source::Pack(pack) => pack.tensors.keys().filter(|k| k.starts_with(&p)).cloned().collect(),
+            Source::Random(_) => vec![],
+        }
     }
 
     /// The shape stored for `name`.
     pub fn shape_of(&self, name: &str) -> Result<Vec<usize>> {
         let key = self.key(name);
-        if let Some(r) = &self.inner.random {
-            return r.lock().unwrap_or_else(|e| e.into_inner()).fixed.get(&key).map(|t| t.shape.clone()).ok_or(Error::MissingWeight(key));
+        match &self.inner.source {
+            Source::Random(r) => lock(r).fixed.get(&key).map(|t| t.shape.clone()).ok_or(Error::MissingWeight(key)),
+            Source::Pack(p) => p.tensors.get(&key).map(|i| i.shape.clone()).ok_or(Error::MissingWeight(key)),
         }
-        self.inner.tensors.get(&key).map(|i| i.shape.clone()).ok_or(Error::MissingWeight(key))
     }
 
-    /// Values of a synthesised tensor (random packs only).
-    fn synth(&self, name: &str, shape: &[usize]) -> Option<(String, Vec<f32>, bool)> {
-        let r = self.inner.random.as_ref()?;
+    /// The tensor `name` of shape `shape`: the pack's bytes (checked and marked as read), or
+    /// values made for it by a random source.
+    fn values(&self, name: &str, shape: &[usize]) -> Result<Values<'_>> {
         let key = self.key(name);
-        let mut g = r.lock().unwrap_or_else(|e| e.into_inner());
-        let v = g.values(&key, shape);
-        Some((key, v, g.f16))
-    }
-
-    fn raw(&self, name: &str, shape: &[usize]) -> Result<(String, Dtype, &[u8])> {
-        let key = self.key(name);
-        let info = self.inner.tensors.get(&key).ok_or_else(|| Error::MissingWeight(key.clone()))?;
+        let pack = match &self.inner.source {
+            Source::Pack(p) => p,
+            Source::Random(r) => {
+                let mut g = lock(r);
+                let values = g.values(&key, shape);
+                return Ok(Values::Made { key, values, f16: g.f16 });
+            }
+        };
+        let info = pack.tensors.get(&key).ok_or_else(|| Error::MissingWeight(key.clone()))?;
         if info.shape != shape {
             return Err(Error::WeightShape { name: key, expected: shape.to_vec(), got: info.shape.clone() });
         }
         let (a, b) = info.data_offsets;
-        let bytes = &self.inner.bytes[self.inner.data_start + a..self.inner.data_start + b];
-        crate::weights::lock_used(&self.inner.used).insert(key.clone());
-        Ok((key, info.dtype, bytes))
+        let bytes = &pack.bytes[pack.data_start + a..pack.data_start + b];
+        lock(&pack.used).insert(key.clone());
+        Ok(Values::Stored { key, dtype: info.dtype, bytes })
     }
 
     /// A CPU copy of `name` as f32.
     pub fn host(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        if let Some((key, v, _)) = self.synth(name, shape) {
-            return HostTensor::new(shape.to_vec(), v).map_err(|_| Error::WeightShape { name: key, expected: shape.to_vec(), got: vec![] });
+        match self.values(name, shape)? {
+            Values::Made { key, values, .. } => {
+                HostTensor::new(shape.to_vec(), values).map_err(|_| Error::WeightShape { name: key, expected: shape.to_vec(), got: vec![] })
+            }
+            Values::Stored { key, dtype, bytes } => HostTensor::new(shape.to_vec(), decode_f32(dtype, bytes, &key)?),
         }
-        let (key, dtype, bytes) = self.raw(name, shape)?;
-        HostTensor::new(shape.to_vec(), decode_f32(dtype, bytes, &key)?)
     }
 
     /// `name` as an f32 tensor on the GPU (vectors, small tensors).
@@ -334,10 +244,12 @@ impl Weights {
             return Err(Error::arg("Weights::weight", format!("`{}` is a scalar, not a matrix", self.key(name))));
         }
         let gpu = self.inner.gpu.clone();
-        if let Some((_, v, f16)) = self.synth(name, shape) {
-            return Weight::from_f32(&gpu, &v, shape.to_vec(), if f16 { WeightDtype::F16 } else { WeightDtype::F32 });
-        }
-        let (key, dtype, bytes) = self.raw(name, shape)?;
+        let (key, dtype, bytes) = match self.values(name, shape)? {
+            Values::Made { values, f16, .. } => {
+                return Weight::from_f32(&gpu, &values, shape.to_vec(), if f16 { WeightDtype::F16 } else { WeightDtype::F32 });
+            }
+            Values::Stored { key, dtype, bytes } => (key, dtype, bytes),
+        };
         match dtype {
             Dtype::F16 => {
                 let v: Vec<f16> = bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
@@ -358,22 +270,19 @@ impl Weights {
     /// Mark `name` as read without loading it (tensors the runtime recomputes, e.g. fixed buffers).
     pub fn skip(&self, name: &str) -> Result<()> {
         let key = self.key(name);
-        if self.inner.random.is_some() {
-            return Ok(());
-        }
-        if !self.inner.tensors.contains_key(&key) {
+        let Source::Pack(p) = &self.inner.source else { return Ok(()) };
+        if !p.tensors.contains_key(&key) {
             return Err(Error::MissingWeight(key));
         }
-        lock_used(&self.inner.used).insert(key);
+        lock(&p.used).insert(key);
         Ok(())
     }
 
-    /// Fail with the list of tensors under this view's prefix that were never read.
+    /// Fail with the list of tensors under this view's prefix that were never read (a random
+    /// source has nothing unread).
     pub fn finish(&self) -> Result<()> {
-        if self.inner.random.is_some() {
-            return Ok(());
-        }
-        let used = lock_used(&self.inner.used);
+        let Source::Pack(p) = &self.inner.source else { return Ok(()) };
+        let used = lock(&p.used);
         let unused: Vec<String> = self.keys().into_iter().filter(|k| !used.contains(k)).collect();
         if unused.is_empty() {
             Ok(())
@@ -382,16 +291,26 @@ impl Weights {
         }
     }
 
-    /// Total number of tensors in the pack.
+    /// Total number of tensors in the pack (0 for a random source).
     pub fn len(&self) -> usize {
-        self.inner.tensors.len()
+        match &self.inner.source {
+            Source::Pack(p) => p.tensors.len(),
+            Source::Random(_) => 0,
+        }
     }
     pub fn is_empty(&self) -> bool {
-        self.inner.tensors.is_empty()
+        self.len() == 0
     }
 }
 
-fn lock_used(m: &Mutex<BTreeSet<String>>) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+/// A tensor's values as [`Weights::values`] finds them.
+enum Values<'a> {
+    Stored { key: String, dtype: Dtype, bytes: &'a [u8] },
+    Made { key: String, values: Vec<f32>, f16: bool },
+}
+
+/// Lock a mutex even if a thread panicked holding it (the data is a cache or a set of names).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -60,26 +60,10 @@ pub fn decode_wav(bytes: &[u8], name: &str) -> Result<(Vec<f32>, u32)> {
     Ok((all.into_iter().step_by(ch).collect(), spec.sample_rate))
 }
 
-/// Write bytes to `path` through a temporary file in the same directory, renamed into place.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{base}.partial-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e)
-    })
-}
-
 /// Encode and write a WAV file atomically.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_wav_atomic(path: &std::path::Path, samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<()> {
-    write_atomic(path, &encode_wav(samples, sample_rate, format)?)
+    crate::fs::write_atomic(path, &encode_wav(samples, sample_rate, format)?)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Decoding image files (natively, and in wasm from a file's bytes) into
-//! [`crate::image::Picture`]: JPEG with [`crate::jpeg`] (libjpeg-turbo's output bit for bit, as
+//! [`crate::media::image::Picture`]: JPEG with [`crate::media::jpeg`] (libjpeg-turbo's output bit for bit, as
 //! PIL decodes), PNG and WebP through the `image` crate, with limits.
 //!
 //! Conversions, and where they differ from PIL (what the official code uses):
@@ -21,11 +21,11 @@
 //! - WebP goes through the `image` crate (PIL uses libwebp): on the test files, lossy and
 //!   lossless, it gives libwebp 1.5.0's pixels exactly (tests/decode.rs).
 
-use crate::image::{RgbImage, RgbaImage, MAX_PIXELS};
+use crate::media::image::{RgbImage, RgbaImage, MAX_PIXELS};
 use crate::{Error, Result};
 
 /// A decoded image (the same type as [`crate::pipeline::Picture`]).
-pub use crate::image::Picture as Decoded;
+pub use crate::media::image::Picture as Decoded;
 
 /// Decode image bytes; `name` is used in errors.
 pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
@@ -73,7 +73,7 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
 }
 
 fn decode_jpeg(bytes: &[u8], name: &str) -> Result<Decoded> {
-    crate::jpeg::decode(bytes).map_err(|e| Error::Format(format!("{name}: {e}")))?.into_picture()
+    crate::media::jpeg::decode(bytes).map_err(|e| Error::Format(format!("{name}: {e}")))?.into_picture()
 }
 
 /// Whether `bytes` are a PNG that PIL opens in mode "P" (colour type 3) or "1" (1-bit grey):

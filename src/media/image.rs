@@ -8,7 +8,7 @@
 //! height, and in about a third of the cases that shrink both ways), which changes pixels by a
 //! few levels on photos. `tests/reference/make_resize_fixture.py` pins Pillow 11.3.
 //!
-//! Pure Rust and target-independent; [`crate::imageio`] decodes files into [`Picture`]s (natively
+//! Pure Rust and target-independent; [`crate::media::imageio`] decodes files into [`Picture`]s (natively
 //! and in wasm).
 
 use crate::{Error, Result};
@@ -189,7 +189,7 @@ impl RgbaImage {
 }
 
 /// An 8-bit CMYK image as PIL holds mode "CMYK" (0 = no ink; a JPEG's Adobe-inverted values
-/// are already undone, see [`crate::jpeg::Layout::Cmyk`]).
+/// are already undone, see [`crate::media::jpeg::Layout::Cmyk`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CmykImage {
     pub width: usize,

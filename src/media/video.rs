@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::image::RgbImage;
+use crate::media::image::RgbImage;
 use crate::{Error, Result};
 
 fn tool(name: &str, path: &Path) -> Result<Command> {
@@ -54,7 +54,7 @@ pub fn frame_indices(l: usize, n: usize) -> Vec<usize> {
     if n == 1 {
         return vec![0];
     }
-    (0..n).map(|i| crate::image::round_half_even(i as f64 * (l - 1) as f64 / (n - 1) as f64) as usize).collect()
+    (0..n).map(|i| crate::media::image::round_half_even(i as f64 * (l - 1) as f64 / (n - 1) as f64) as usize).collect()
 }
 
 /// Decode the official `n` evenly spaced frames, each resized to `size`×`size`.

@@ -1,27 +1,13 @@
 //! [`convert_checkpoint`]: one entry point from an official checkpoint to a pack, shared by
 //! `ssv2a convert` and `ssv2a fetch` (native only: it reads and writes files).
 //!
-//! To add a kind: add its arm to the `match` in [`convert_checkpoint`] and its name to
-//! [`IMPLEMENTED`]. A kind missing from [`IMPLEMENTED`] never reaches its arm, so forgetting the
-//! list shows up at once in the kind's own tests.
+//! The kind's converter comes from [`super::KINDS`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::plan::{CheckpointSource, Plan};
-use super::{pack_writer, Checkpoint};
+use crate::convert::{pack_writer, Checkpoint};
 use crate::{Error, Result};
-
-/// Every `--kind` of the convert contract (../shared/spec/interfaces.md).
-pub const KINDS: &[&str] = &["audioldm", "ssv2a", "aggregator", "clip", "yolo", "prior"];
-
-/// The kinds this build can convert.
-pub const IMPLEMENTED: &[&str] = &["audioldm", "ssv2a", "aggregator", "clip", "yolo"];
-
-/// Whether this build converts `kind`.
-pub fn is_implemented(kind: &str) -> bool {
-    IMPLEMENTED.contains(&kind)
-}
 
 /// What to convert.
 #[derive(Clone, Debug)]
@@ -61,16 +47,15 @@ pub struct Converted {
 /// valid. The pack's metadata records the source file name and sha256 (and the config's sha256
 /// when a config file was given) next to the kind's own entries.
 pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
-    let kind = job.kind;
-    if !KINDS.contains(&kind) {
-        return Err(Error::Format(format!("unknown kind `{kind}` (known: {})", KINDS.join(", "))));
-    }
-    if !is_implemented(kind) {
+    let available = || super::names(|k| k.convert.is_some()).join(", ");
+    let kind = super::kind(job.kind).ok_or_else(|| Error::Format(format!("unknown kind `{}` (available: {})", job.kind, available())))?;
+    let Some(convert) = kind.convert else {
         return Err(Error::Format(format!(
-            "conversion of kind `{kind}` is not available in this version of ssv2a (available: {})",
-            IMPLEMENTED.join(", ")
+            "conversion of kind `{}` is not available in this version of ssv2a (available: {})",
+            kind.name,
+            available()
         )));
-    }
+    };
     let config = match job.config {
         Some(p) => {
             let bytes = std::fs::read(p).map_err(|e| Error::io(format!("reading config {}", p.display()), e))?;
@@ -80,39 +65,7 @@ pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
         None => None,
     };
     let ckpt = Checkpoint::open(job.input)?;
-    let (plan, src): (Plan, CheckpointSource) = match kind {
-        "audioldm" => {
-            let root = if ckpt.get("state_dict").is_some() { "state_dict" } else { "" };
-            let src = CheckpointSource::new(&ckpt, root)?;
-            let cfg = match &config {
-                Some(v) => crate::models::audioldm::AudioLdmConfig::from_json(v)?,
-                None => crate::models::audioldm::AudioLdmConfig::s_full_v2(),
-            };
-            (crate::models::audioldm::plan(&src, &cfg)?, src)
-        }
-        "ssv2a" => {
-            let src = CheckpointSource::new(&ckpt, "")?;
-            let Some(v) = &config else {
-                return Err(Error::Format("--kind ssv2a needs --config ssv2a.json (the released model's config)".into()));
-            };
-            (crate::models::ssv2a::plan(&src, &crate::models::ssv2a::Config::from_json(v)?)?, src)
-        }
-        "aggregator" => {
-            let src = CheckpointSource::new(&ckpt, "")?;
-            let cfg = crate::models::ssv2a::AggregatorConfig::from_source(&src, config.as_ref())?;
-            (crate::models::ssv2a::aggregator::plan(&src, &cfg)?, src)
-        }
-        "clip" => {
-            let src = CheckpointSource::new(&ckpt, "")?;
-            (crate::models::clip::plan(&src, config.as_ref())?, src)
-        }
-        "yolo" => {
-            let (src, cfg) = crate::models::yolo::from_checkpoint(&ckpt, config.as_ref())?;
-            (crate::models::yolo::plan(&src, &cfg)?, src)
-        }
-        // Only kinds listed in IMPLEMENTED get here.
-        other => return Err(Error::Format(format!("conversion of kind `{other}` is listed as available but has no converter"))),
-    };
+    let (plan, src) = convert(&ckpt, config.as_ref())?;
     let source_sha256 = match job.input_sha256 {
         Some(s) => s.to_string(),
         None => pack_writer::sha256_file(job.input)?,

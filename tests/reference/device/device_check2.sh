@@ -3,7 +3,7 @@
 # with TF32 off (cuDNN's default TF32 limited the first check's fp32 reference to ~1e-3), PyTorch
 # fp32 step times without TF32, and the CLIP / Cycle Mix / YOLO benchmarks and a full-size demo
 # on the GPU through Vulkan. Same prerequisites as device_check.sh.
-source "$(dirname "$0")/device_env.sh"
+source scripts/device_env.sh
 {
   nvidia-smi -L
   echo "== unet: PyTorch CUDA (TF32 off) vs ssv2a Vulkan, f32/f16 parity"

@@ -1,0 +1,234 @@
+//! Every model kind in one table: its pack kind (`ssv2a convert --kind`), the pipeline model
+//! that loads it, its manifest and pack file, the names the web API accepts, the `ssv2a stage`
+//! stages it serves, and its converter. Adding a kind is one entry of [`KINDS`] (plus, for a
+//! model the pipeline runs, a [`Model`] variant and its loaded field in the pipeline).
+//!
+//! This module sits above `models/` (it names their converters) and below `pipeline`, `cli`,
+//! `wasm` and `fetch`, which look kinds up here instead of spelling them.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
+
+use crate::convert::plan::{CheckpointSource, Plan};
+use crate::convert::Checkpoint;
+use crate::models;
+use crate::{Error, Result};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use convert::{convert_checkpoint, ConvertJob, Converted};
+
+/// The model families a pipeline loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Model {
+    Detector,
+    Clip,
+    Ssv2a,
+    AudioLdm,
+    Aggregator,
+}
+
+/// A checkpoint (with its optional `--config` JSON) → the conversion plan and the tensors it
+/// reads.
+pub type Converter = for<'a> fn(&'a Checkpoint, Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)>;
+
+/// One model kind.
+pub struct Kind {
+    /// Pack kind and `ssv2a convert --kind`.
+    pub name: &'static str,
+    /// For messages.
+    pub title: &'static str,
+    /// The pipeline model that loads this kind's packs (None: not run by the pipeline yet).
+    pub model: Option<Model>,
+    /// Its manifest in `models/` (what `ssv2a fetch` installs); the pack file is
+    /// `<manifest>.safetensors`.
+    pub manifest: &'static str,
+    /// Names the web API takes for it (`Generator.set_pack(name, …)`), besides `name`.
+    pub aliases: &'static [&'static str],
+    /// `ssv2a stage` stages served by this kind's packs (../shared/spec/interfaces.md).
+    pub stages: &'static [&'static str],
+    /// The converter (None: this version cannot convert the kind yet).
+    pub convert: Option<Converter>,
+}
+
+/// Every kind of the convert contract (../shared/spec/interfaces.md).
+pub const KINDS: &[Kind] = &[
+    Kind {
+        name: models::audioldm::KIND,
+        title: "AudioLDM",
+        model: Some(Model::AudioLdm),
+        manifest: "audioldm-s-full-v2",
+        aliases: &[],
+        stages: &["unet", "vae", "hifigan", "clap-audio", "clap-text"],
+        convert: Some(convert_audioldm),
+    },
+    Kind {
+        name: models::ssv2a::KIND,
+        title: "SSV2A",
+        model: Some(Model::Ssv2a),
+        manifest: "ssv2a",
+        aliases: &[],
+        stages: &["manifold-clip", "manifold-clap", "generator", "remixer"],
+        convert: Some(convert_ssv2a),
+    },
+    Kind {
+        name: models::ssv2a::aggregator::KIND,
+        title: "temporal aggregator",
+        model: Some(Model::Aggregator),
+        manifest: "aggregator",
+        aliases: &[],
+        stages: &["aggregator"],
+        convert: Some(convert_aggregator),
+    },
+    Kind {
+        name: models::clip::KIND,
+        title: "CLIP",
+        model: Some(Model::Clip),
+        manifest: "clip-vit-l14",
+        aliases: &[],
+        stages: &["clip-vision", "clip-text"],
+        convert: Some(convert_clip),
+    },
+    Kind {
+        name: models::yolo::KIND,
+        title: "detector (YOLOv8)",
+        model: Some(Model::Detector),
+        manifest: "yolov8x-oiv7",
+        aliases: &["detector"],
+        stages: &["yolo"],
+        convert: Some(convert_yolo),
+    },
+    Kind { name: "prior", title: "DALLE-2 prior", model: None, manifest: "dalle2-prior", aliases: &[], stages: &["prior-net"], convert: None },
+];
+
+/// The kind called `name` (its pack kind or an alias).
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name || k.aliases.contains(&name))
+}
+
+/// The kind called `name`, or an error listing the known ones.
+pub fn kind_or_err(name: &str) -> Result<&'static Kind> {
+    kind(name).ok_or_else(|| Error::Format(format!("unknown kind `{name}` (known: {})", names(|_| true).join(", "))))
+}
+
+/// Names of the kinds that pass `keep`.
+pub fn names(keep: impl Fn(&Kind) -> bool) -> Vec<&'static str> {
+    KINDS.iter().filter(|k| keep(k)).map(|k| k.name).collect()
+}
+
+/// Whether this build converts `kind`.
+pub fn is_convertible(kind_name: &str) -> bool {
+    kind(kind_name).is_some_and(|k| k.convert.is_some())
+}
+
+/// The kind whose packs serve `stage`.
+pub fn stage_kind(stage: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.stages.contains(&stage))
+}
+
+/// Every `ssv2a stage` stage.
+pub fn stages() -> Vec<&'static str> {
+    KINDS.iter().flat_map(|k| k.stages.iter().copied()).collect()
+}
+
+impl Model {
+    pub const ALL: [Model; 5] = [Model::Detector, Model::Clip, Model::Ssv2a, Model::AudioLdm, Model::Aggregator];
+
+    /// Its entry in [`KINDS`].
+    pub fn info(self) -> &'static Kind {
+        // Every Model has exactly one entry (tested in `every_model_has_one_kind`).
+        KINDS.iter().find(|k| k.model == Some(self)).unwrap_or(&KINDS[0])
+    }
+
+    /// Pack kind (`ssv2a convert --kind`).
+    pub fn kind(self) -> &'static str {
+        self.info().name
+    }
+
+    /// The model's manifest in `models/` (what `ssv2a fetch` installs).
+    pub fn manifest(self) -> &'static str {
+        self.info().manifest
+    }
+
+    /// File name of the installed pack (the manifests' `pack`).
+    pub fn pack_file(self) -> String {
+        format!("{}.safetensors", self.manifest())
+    }
+
+    /// The model a web API name refers to (a kind name or an alias).
+    pub fn named(name: &str) -> Result<Model> {
+        kind(name).and_then(|k| k.model).ok_or_else(|| {
+            let known: Vec<&str> = KINDS.iter().filter(|k| k.model.is_some()).flat_map(|k| k.aliases.iter().copied().chain([k.name])).collect();
+            Error::arg("model", format!("unknown model `{name}` ({})", known.join(", ")))
+        })
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.info().title)
+    }
+}
+
+fn convert_audioldm<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)> {
+    let root = if ckpt.get("state_dict").is_some() { "state_dict" } else { "" };
+    let src = CheckpointSource::new(ckpt, root)?;
+    let cfg = match config {
+        Some(v) => models::audioldm::AudioLdmConfig::from_json(v)?,
+        None => models::audioldm::AudioLdmConfig::s_full_v2(),
+    };
+    Ok((models::audioldm::plan(&src, &cfg)?, src))
+}
+
+fn convert_ssv2a<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)> {
+    let src = CheckpointSource::new(ckpt, "")?;
+    let Some(v) = config else {
+        return Err(Error::Format("--kind ssv2a needs --config ssv2a.json (the released model's config)".into()));
+    };
+    Ok((models::ssv2a::plan(&src, &models::ssv2a::Config::from_json(v)?)?, src))
+}
+
+fn convert_aggregator<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)> {
+    let src = CheckpointSource::new(ckpt, "")?;
+    let cfg = models::ssv2a::AggregatorConfig::from_source(&src, config)?;
+    Ok((models::ssv2a::aggregator::plan(&src, &cfg)?, src))
+}
+
+fn convert_clip<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)> {
+    let src = CheckpointSource::new(ckpt, "")?;
+    Ok((models::clip::plan(&src, config)?, src))
+}
+
+fn convert_yolo<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)> {
+    let (src, cfg) = models::yolo::from_checkpoint(ckpt, config)?;
+    Ok((models::yolo::plan(&src, &cfg)?, src))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_has_one_kind() {
+        for m in Model::ALL {
+            let n = KINDS.iter().filter(|k| k.model == Some(m)).count();
+            assert_eq!(n, 1, "{m:?}");
+            assert_eq!(Model::named(m.kind()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn names_and_stages_are_unique() {
+        let mut all: Vec<&str> = KINDS.iter().flat_map(|k| k.aliases.iter().copied().chain([k.name])).collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "a kind name or alias is used twice");
+        let mut st = stages();
+        let n = st.len();
+        st.sort();
+        st.dedup();
+        assert_eq!(st.len(), n, "a stage is served by two kinds");
+        assert_eq!(stage_kind("unet").map(|k| k.name), Some("audioldm"));
+        assert!(Model::named("detector").is_ok() && Model::named("yolo").is_ok() && Model::named("prior").is_err());
+    }
+}
