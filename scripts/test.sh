@@ -6,6 +6,7 @@
 #   2. the browser suite: the same kernel cases compiled to wasm32 and run in headless
 #      Chromium's WebGPU through wasm-bindgen-test-runner;
 #   3. a release build of the wasm library.
+# Before them: `cargo fmt --check` and `cargo clippy -D warnings` natively and for wasm32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,6 +14,13 @@ scripts/setup.sh
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-$(id -u)}"
 mkdir -p -m700 "$XDG_RUNTIME_DIR"
 export REQUIRE_GPU=1
+
+echo "== fmt and clippy"
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+# Where /dev/null could not be made a device again (see setup.sh), empty it before the wasm32 probe.
+if [ ! -c /dev/null ]; then : > /dev/null || true; fi
+cargo clippy --target wasm32-unknown-unknown --no-default-features --lib --test web -- -D warnings
 
 echo "== native suite"
 cargo test --all-targets
