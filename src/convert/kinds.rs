@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::plan::{CheckpointSource, Plan};
+use super::plan::{CheckpointSource, Plan, TensorSource};
 use super::{pack_writer, Checkpoint};
 use crate::{Error, Result};
 
@@ -88,7 +88,9 @@ pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
                 Some(v) => crate::models::audioldm::AudioLdmConfig::from_json(v)?,
                 None => crate::models::audioldm::AudioLdmConfig::s_full_v2(),
             };
-            (crate::models::audioldm::plan(&src, &cfg)?, src)
+            let mut plan = crate::models::audioldm::plan(&src, &cfg)?;
+            uncond_on_gpu(&mut plan, &src)?;
+            (plan, src)
         }
         "ssv2a" => {
             let src = CheckpointSource::new(&ckpt, "")?;
@@ -127,4 +129,43 @@ pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
     extra.extend(job.extra_metadata.clone());
     let stats = plan.write(&src, job.output, job.f16, extra)?;
     Ok(Converted { tensors: stats.tensors, bytes: stats.bytes, source_sha256 })
+}
+
+/// The AudioLDM pack's `uncond_embedding`: CLAP's text tower run on `""` on a GPU adapter
+/// (nothing is written without it). Plans without the text tower need no GPU.
+fn uncond_on_gpu(plan: &mut Plan, src: &CheckpointSource) -> Result<()> {
+    use crate::models::clap;
+    if !plan.tensors.iter().any(|t| t.name.starts_with(clap::PREFIX)) {
+        return Ok(());
+    }
+    let gpu = block_on(crate::Gpu::new()).map_err(|e| {
+        Error::Format(format!(
+            "{}: converting an AudioLDM checkpoint computes CLAP's text embedding of \"\" (classifier-free guidance's unconditional embedding) on the GPU, and there is none: {e}",
+            src.describe()
+        ))
+    })?;
+    block_on(clap::add_uncond_embedding(&gpu, plan, src))?;
+    Ok(())
+}
+
+/// Drive a future to completion on this thread (the GPU futures resolve inside `Gpu`'s own
+/// blocking poll natively, so this only parks between wake-ups).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
 }
