@@ -236,6 +236,12 @@ fn clap_text_loading_is_strict_and_forward_checks_its_tokens() {
         let row = model.forward(&one, None).map_err(e)?.to_vec().await.map_err(e)?;
         let j = full.joint_embed_shape;
         assert_close("row 1 alone", &row, &all[j..2 * j], Tol { abs: 1e-6, rel: 1e-5 })?;
+        // A word table over the binding limit is gathered on the host: the same numbers.
+        let host = ClapText::load_with_table_limit(&w.sub(clap::PREFIX), &full, 0).map_err(e)?;
+        let mut trace = vec![];
+        let via_host = host.forward(&t, Some(&mut trace)).map_err(e)?.to_vec().await.map_err(e)?;
+        assert_eq!(via_host, all, "host-gathered word embeddings give other results");
+        check("a.text_branch.embeddings (host table)", &trace[0].1.to_vec().await.map_err(e)?, &g.get("inter.a.text_branch.embeddings").data)?;
         Ok(())
     });
 }

@@ -23,8 +23,8 @@
                        as `uncond_embedding`. ckpt/audioldm_tiny.json carries the head count
                        ("clap_text": {"num_attention_heads": 4}); shapes give everything else.
 
-Also `--full`: the released size (roberta-base, 512-d projection), random weights, written to
-/tmp/ssv2a_parity/clap_text_full.* for tests/reference/parity_full.py.
+The released size (roberta-base, 512-d projection) is checked by parity_full.py (`--models
+clap`), which builds it with `build_clap` below.
 
 Run: /work/venv/bin/python tests/reference/make_clap.py
 """
@@ -51,10 +51,7 @@ PREFIX = "cond_stage_model.model."
 
 TINY = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=514, type_vocab_size=1)
-FULL = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-            intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1)
 JOINT_TINY = 16
-JOINT_FULL = 512
 # HTSAT-tiny.json's audio_cfg, as AudioLDM builds CLAP (the audio tower is not saved here).
 AUDIO_CFG = dict(audio_length=1024, clip_samples=480000, mel_bins=64, sample_rate=48000,
                  window_size=1024, hop_size=480, fmin=50, fmax=14000, class_num=527,
@@ -169,33 +166,7 @@ def tiny_text_state() -> dict:
     return text_state(build_clap(TINY, JOINT_TINY, torch.Generator().manual_seed(SEED)))
 
 
-def make_full(gen):
-    out = Path("/tmp/ssv2a_parity")
-    out.mkdir(parents=True, exist_ok=True)
-    model = build_clap(FULL, JOINT_FULL, gen)
-    sd = text_state(model)
-    ids, mask = empty_tokens()
-    ids2 = torch.ones(2, 64, dtype=torch.long)
-    mask2 = torch.zeros(2, 64, dtype=torch.long)
-    for i, n in enumerate((64, 20)):
-        ids2[i, 0] = 0
-        ids2[i, 1:n - 1] = torch.randint(3, FULL["vocab_size"], (n - 2,), generator=gen)
-        ids2[i, n - 1] = 2
-        mask2[i, :n] = 1
-    with torch.no_grad():
-        emb = model.encode_text({"input_ids": ids2, "attention_mask": mask2}, device="cpu")
-        empty = model.get_text_embedding({"input_ids": ids.clone(), "attention_mask": mask.clone()})
-    from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in sd.items()}, str(out / "clap_text_full_ckpt.safetensors"))
-    save_file({"input_ids": ids2.float(), "attention_mask": mask2.float()}, str(out / "clap_text_full_in.safetensors"))
-    save_file({"text_embeds": emb.contiguous(), "uncond": empty[0].contiguous()}, str(out / "clap_text_full_ref.safetensors"))
-    print(f"  wrote {out}/clap_text_full_*.safetensors")
-
-
 def main():
-    if "--full" in sys.argv:
-        make_full(torch.Generator().manual_seed(SEED + 1))
-        return
     gen = torch.Generator().manual_seed(SEED)
     print("clap_text")
     sd, _ = make_golden(gen)

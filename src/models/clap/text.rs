@@ -346,10 +346,40 @@ impl TextTokens {
     }
 }
 
+/// The word-embedding table: on the GPU when it fits one storage binding even as f32 (the
+/// widest a pack stores it), else on the host, where a batch's rows are gathered and uploaded:
+/// roberta-base's 50265 × 768 table is 154 MB in f32, over the 128 MiB binding limit of
+/// WebGPU's defaults and of lavapipe. Both give the pack's values exactly.
+enum WordTable {
+    Gpu(Weight),
+    Host(HostTensor),
+}
+
+impl WordTable {
+    /// ids: [n] -> [n, hidden]
+    fn gather(&self, gpu: &crate::Gpu, ids: &[u32]) -> Result<Tensor> {
+        match self {
+            WordTable::Gpu(w) => w.gather_rows(ids),
+            WordTable::Host(t) => {
+                let (rows, h) = (t.shape[0], t.shape[1]);
+                let mut out = Vec::with_capacity(ids.len() * h);
+                for &i in ids {
+                    let i = i as usize;
+                    if i >= rows {
+                        return Err(Error::arg("gather_rows", format!("index {i} out of range for a table of {rows} rows")));
+                    }
+                    out.extend_from_slice(&t.data[i * h..(i + 1) * h]);
+                }
+                Tensor::from_slice(gpu, &out, [ids.len(), h])
+            }
+        }
+    }
+}
+
 /// `RobertaModel` (with pooler) + CLAP's `text_projection`.
 pub struct ClapText {
     pub config: TextConfig,
-    word_embeddings: Weight,
+    word_embeddings: WordTable,
     position_embeddings: Weight,
     /// Row 0 of `token_type_embeddings` (every token has type 0): [H].
     token_type: Tensor,
@@ -364,6 +394,12 @@ impl ClapText {
     /// Load from a view at CLAP's root (`cond_stage_model.model` of an AudioLDM pack), strictly
     /// over `text_branch.*` and `text_projection.*` (the id buffers are never packed).
     pub fn load(w: &Weights, c: &TextConfig) -> Result<ClapText> {
+        Self::load_with_table_limit(w, c, w.gpu().max_binding())
+    }
+
+    /// [`ClapText::load`] keeping the word-embedding table on the host when its f32 size is
+    /// over `limit` bytes (`load` uses the adapter's storage binding limit).
+    pub fn load_with_table_limit(w: &Weights, c: &TextConfig, limit: u64) -> Result<ClapText> {
         c.check()?;
         let (h, j, eps) = (c.hidden_size, c.joint_embed_shape, c.layer_norm_eps as f32);
         let tb = w.sub("text_branch");
@@ -371,7 +407,11 @@ impl ClapText {
         // A Weight like the other tables, so an f16 pack rounds it the same way everywhere.
         let types = e.weight("token_type_embeddings.weight", &[c.type_vocab_size, h])?;
         let model = ClapText {
-            word_embeddings: e.weight("word_embeddings.weight", &[c.vocab_size, h])?,
+            word_embeddings: if (c.vocab_size as u64) * (h as u64) * 4 <= limit {
+                WordTable::Gpu(e.weight("word_embeddings.weight", &[c.vocab_size, h])?)
+            } else {
+                WordTable::Host(e.host("word_embeddings.weight", &[c.vocab_size, h])?)
+            },
             position_embeddings: e.weight("position_embeddings.weight", &[c.max_position_embeddings, h])?,
             token_type: types.gather_rows(&[0])?.reshape([h])?,
             embeddings_norm: LayerNorm::load(&e.sub("LayerNorm"), h, eps)?,
@@ -405,7 +445,7 @@ impl ClapText {
             }
         };
         let gpu = self.token_type.gpu();
-        let words = self.word_embeddings.gather_rows(&tokens.ids)?;
+        let words = self.word_embeddings.gather(gpu, &tokens.ids)?;
         let positions = self.position_embeddings.gather_rows(&tokens.position_ids(c.pad_token_id))?;
         let x = words.add(&self.token_type)?.add(&positions)?;
         let mut x = self.embeddings_norm.forward(&x)?.reshape([b, l, h])?;
