@@ -101,8 +101,8 @@ impl TextConfig {
             && c.hidden_size > 0
             && c.num_hidden_layers > 0
             && c.num_attention_heads > 0
-            && c.hidden_size % c.num_attention_heads == 0
-            && c.head_dim() % 4 == 0
+            && c.hidden_size.is_multiple_of(c.num_attention_heads)
+            && c.head_dim().is_multiple_of(4)
             && c.intermediate_size > 0
             && c.max_len() > 0
             && c.type_vocab_size > 0
