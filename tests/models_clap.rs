@@ -236,6 +236,20 @@ fn clap_text_loading_is_strict_and_forward_checks_its_tokens() {
         let row = model.forward(&one, None).map_err(e)?.to_vec().await.map_err(e)?;
         let j = full.joint_embed_shape;
         assert_close("row 1 alone", &row, &all[j..2 * j], Tol { abs: 1e-6, rel: 1e-5 })?;
+        // An AudioLDM pack without the tower (converted before it existed) says what to do.
+        let old = Weights::random_with(
+            &gpu,
+            audioldm::KIND,
+            &serde_json::to_string(&AudioLdmConfig::s_full_v2()).unwrap(),
+            1,
+            false,
+            BTreeMap::new(),
+            BTreeMap::from([("components".to_string(), "unet,vae,vocoder".to_string())]),
+            false,
+        );
+        let err = clap::load_text(&old).err().unwrap().to_string();
+        assert!(err.contains("no CLAP text tower") && err.contains("convert the checkpoint again"), "{err}");
+        assert!(clap::uncond_from_pack(&old).await.map_err(e)?.is_none());
         // A word table over the binding limit is gathered on the host: the same numbers.
         let host = ClapText::load_with_table_limit(&w.sub(clap::PREFIX), &full, 0).map_err(e)?;
         let mut trace = vec![];
