@@ -66,13 +66,21 @@ fn read_output(path: &Path, name: &str) -> ssv2a::HostTensor {
 
 #[test]
 fn convert_reads_the_lightning_checkpoint_and_takes_ema_weights() {
+    // Converting AudioLDM runs CLAP's text tower on "" on the GPU.
+    if !has_gpu() {
+        return;
+    }
     let dir = tmpdir("convert");
     let pack = convert_tiny(&dir, "f32");
     let bytes = std::fs::read(&pack).unwrap();
     let (start, infos, meta) = ssv2a::weights::parse_header(&bytes, "pack").unwrap();
     assert_eq!(meta["kind"], "audioldm");
     assert_eq!(meta["ema"], "true");
-    assert_eq!(meta["components"], "vae,vocoder,unet");
+    assert_eq!(meta["components"], "vae,vocoder,unet,clap_text");
+    // CLAP's "" embedding, as the original code computes it (tests/reference/make_clap.py).
+    let uncond = read_output(&pack, "uncond_embedding");
+    let want = Golden::load("clap_text");
+    common::assert_close("uncond_embedding", &uncond.data, &want.get("out.empty.text_embeds_normalized").data, common::Tol { abs: 1e-6, rel: 1e-4 }).unwrap();
     assert_eq!(meta["source"], "audioldm_tiny.ckpt");
     assert_eq!(meta["source_sha256"].len(), 64);
     // The UNet weights are the EMA copy, i.e. those of the golden fixture.
@@ -116,6 +124,42 @@ fn stage_vae_and_hifigan_follow_the_contract() {
     assert!(ok, "{err}");
     let wav = read_output(&out2, "waveform");
     common::assert_close("stage hifigan", &wav.data, &g.get("out.b.waveform").data, common::Tol { abs: 1e-4, rel: 1e-3 }).unwrap();
+}
+
+/// `stage clap-text` per ../shared/spec/interfaces.md: `input_ids`, `attention_mask` [B, L] as
+/// f32 → `text_embeds` [B, 512-or-joint] before normalisation; bad ids and lengths are errors.
+#[test]
+fn stage_clap_text_follows_the_contract() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = tmpdir("clap");
+    let pack = convert_tiny(&dir, "f32");
+    let g = Golden::load("clap_text");
+    let input = dir.join("in.safetensors");
+    write_inputs(&input, &[("input_ids", g.get("in.a.input_ids")), ("attention_mask", g.get("in.a.attention_mask"))]);
+    let out = dir.join("out.safetensors");
+    let (ok, _, err) = run(bin().args(["stage", "clap-text", "--weights"]).arg(&pack).arg("--input").arg(&input).arg("--output").arg(&out));
+    assert!(ok, "{err}");
+    let emb = read_output(&out, "text_embeds");
+    assert_eq!(emb.shape, g.get("out.a.text_embeds").shape);
+    common::assert_close("stage clap-text", &emb.data, &g.get("out.a.text_embeds").data, common::Tol { abs: 1e-6, rel: 1e-4 }).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    // An id outside the vocabulary, a sequence longer than the position table, a missing input.
+    let mut ids = g.get("in.a.input_ids").clone();
+    ids.data[4] = 100.0;
+    write_inputs(&input, &[("input_ids", &ids), ("attention_mask", g.get("in.a.attention_mask"))]);
+    let (ok, _, err) = run(bin().args(["stage", "clap-text", "--weights"]).arg(&pack).arg("--input").arg(&input).arg("--output").arg(&out));
+    assert!(!ok && err.contains("input_ids[0, 4] = 100") && err.contains("0..100"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let long = ssv2a::HostTensor::new([1, 513], vec![1.0; 513]).unwrap();
+    write_inputs(&input, &[("input_ids", &long), ("attention_mask", &long)]);
+    let (ok, _, err) = run(bin().args(["stage", "clap-text", "--weights"]).arg(&pack).arg("--input").arg(&input).arg("--output").arg(&out));
+    assert!(!ok && err.contains("513 tokens") && err.contains("at most 512"), "{err}");
+    write_inputs(&input, &[("input_ids", g.get("in.a.input_ids"))]);
+    let (ok, _, err) = run(bin().args(["stage", "clap-text", "--weights"]).arg(&pack).arg("--input").arg(&input).arg("--output").arg(&out));
+    assert!(!ok && err.contains("attention_mask"), "{err}");
+    assert!(!out.exists());
 }
 
 #[test]

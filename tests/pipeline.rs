@@ -238,3 +238,44 @@ fn cancel_stops_the_run_and_release_frees_models() {
         assert!(!p.is_loaded(m), "{m} still loaded");
     }
 }
+
+/// The demo's unconditional embedding comes from its random CLAP text tower through the
+/// converter's function: the in-memory pack computes it when AudioLDM first runs, the written
+/// pack (`demo --write-packs`) stores the same vector, and the two pipelines sound the same.
+#[test]
+fn demo_uncond_comes_from_its_text_tower_and_written_packs_store_it() {
+    use ssv2a::models::{audioldm, clap};
+    let Some(gpu) = common::test_gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("ssv2a-demo-uncond-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    demo::write_packs(&gpu, demo::WEIGHTS_SEED, &dir).unwrap();
+    let file = ssv2a::Weights::from_file(&gpu, dir.join(ssv2a::pipeline::Model::AudioLdm.pack_file())).unwrap();
+    let stored = file.host(clap::UNCOND_TENSOR, &[demo::DEMO_DIM]).unwrap().data;
+    assert!((stored.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5, "unit norm");
+    // In memory, in the pipeline's order (UNet + decoder, then the text tower).
+    let packs = demo::packs(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let w = &packs[&ssv2a::pipeline::Model::AudioLdm];
+    assert!(!w.contains(clap::UNCOND_TENSOR), "the demo pack must not carry a placeholder");
+    audioldm::AudioLdm::load(w).unwrap();
+    let computed = pollster::block_on(clap::uncond_from_pack(w)).unwrap().unwrap();
+    assert_eq!(computed, stored);
+    // The same sound from the in-memory demo and from the written packs (AudioLDM alone: the
+    // other written packs are not this test's subject).
+    let mut clap_emb = vec![0f32; demo::DEMO_DIM];
+    clap_emb[5] = 1.0;
+    let mut s = quick(4);
+    s.generate.steps = 2;
+    let (mut mem, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let a = pollster::block_on(mem.clap_to_audio(&clap_emb, &s, &mut |_| {}, &|| false)).unwrap();
+    let mut files = ssv2a::pipeline::Pipeline::new(&gpu);
+    files.use_models_dir(&dir);
+    let b = pollster::block_on(files.clap_to_audio(&clap_emb, &s, &mut |_| {}, &|| false)).unwrap();
+    assert!(a == b, "the in-memory demo and its written AudioLDM pack sound different");
+    // --uncond still overrides the pack's.
+    let mut other = stored.clone();
+    other.reverse();
+    files.set_uncond(other);
+    let c = pollster::block_on(files.clap_to_audio(&clap_emb, &s, &mut |_| {}, &|| false)).unwrap();
+    assert!(a != c, "set_uncond did not change the sound");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -131,8 +131,8 @@ pub struct GenerateArgs {
     /// Keep each crop's aspect ratio instead of stretching it to the image size.
     #[arg(long)]
     keep_aspect: bool,
-    /// Unconditional embedding for guidance (safetensors with one tensor `uncond`), when the
-    /// AudioLDM pack has none.
+    /// Unconditional embedding for guidance (safetensors with one tensor `uncond`), instead of
+    /// the AudioLDM pack's (CLAP's text embedding of "", computed by `ssv2a convert`).
     #[arg(long)]
     uncond: Option<PathBuf>,
     #[command(flatten)]

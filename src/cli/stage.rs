@@ -152,7 +152,15 @@ fn prepare(a: &Args, gpu: &Gpu, w: &Weights) -> anyhow::Result<StageFn> {
                 Ok(vec![("raw".into(), model.forward(&pixels, None)?)])
             })
         }
-        "clip-text" | "clap-audio" | "clap-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
+        "clap-text" => {
+            let model = ssv2a::models::clap::load_text(w)?;
+            Box::new(move |inputs: &Inputs| {
+                let tokens = ssv2a::models::clap::TextTokens::from_host(input(inputs, "input_ids", &path)?, input(inputs, "attention_mask", &path)?, &model.config)
+                    .with_context(|| format!("{}", path.display()))?;
+                Ok(vec![("text_embeds".into(), model.forward(&tokens, None)?)])
+            })
+        }
+        "clip-text" | "clap-audio" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
         other => bail!("unknown stage `{other}`"),
     })
 }

@@ -2,6 +2,7 @@
 //! `load(&Weights)` and `forward`, and its converter rules.
 
 pub mod audioldm;
+pub mod clap;
 pub mod detect;
 pub mod hifigan;
 pub mod clip;

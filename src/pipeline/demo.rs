@@ -5,14 +5,17 @@
 //! Sizes: a YOLOv8n-width detector with 8 classes, a 2-layer CLIP ViT (patch 32, width 64,
 //! 224 px input as the real one), SSV2A with 64-d CLIP/CLAP/manifold spaces and the real 64
 //! slots, and an AudioLDM whose latent, mel and waveform have the real geometry (8 × 256 × 16
-//! latent for 10 s, 64 mel bins, 16 kHz) with 32-channel networks.
+//! latent for 10 s, 64 mel bins, 16 kHz) with 32-channel networks, and a 2-layer, 64-wide CLAP
+//! text tower whose embedding of `""` is guidance's unconditional embedding, computed as
+//! `ssv2a convert` computes a real pack's (in memory when AudioLDM first runs; stored by
+//! [`write_packs`]).
 
 use std::collections::BTreeMap;
 
 use super::{Model, PackSource, Pipeline, UNCOND_TENSOR};
 use crate::media::image::RgbImage;
 use crate::models::ssv2a::{AggregatorConfig, Config as Ssv2aConfig};
-use crate::models::{audioldm, clip, ssv2a, yolo};
+use crate::models::{audioldm, clap, clip, ssv2a, yolo};
 use crate::rng::Rng;
 use crate::{Error, Gpu, HostTensor, Result, Weights};
 
@@ -76,9 +79,27 @@ pub fn audioldm_config() -> Result<audioldm::AudioLdmConfig> {
             "in_channels": 8, "out_channels": 8, "model_channels": 32, "attention_resolutions": [2],
             "num_res_blocks": 1, "channel_mult": [1, 2], "num_head_channels": 16, "use_spatial_transformer": true,
             "transformer_depth": 1}},
-        "ldm": {"linear_start": 0.0015, "linear_end": 0.0195, "timesteps": 1000, "channels": 8, "latent_f_size": 16}
+        "ldm": {"linear_start": 0.0015, "linear_end": 0.0195, "timesteps": 1000, "channels": 8, "latent_f_size": 16},
+        "clap_text": demo_text_config()
     });
     audioldm::AudioLdmConfig::from_json(&v)
+}
+
+/// The demo AudioLDM pack's CLAP text tower: a 2-layer, 64-wide RoBERTa with 4 heads, a
+/// 256-token vocabulary (ids 0..=2 are `<s>`, `<pad>`, `</s>` as in roberta-base) and the
+/// real position table (514), so `""` is embedded at AudioLDM's length of 512.
+pub fn demo_text_config() -> clap::TextConfig {
+    clap::TextConfig {
+        vocab_size: 256,
+        hidden_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 256,
+        max_position_embeddings: 514,
+        type_vocab_size: 1,
+        joint_embed_shape: DEMO_DIM,
+        ..clap::TextConfig::default()
+    }
 }
 
 pub fn aggregator_config() -> AggregatorConfig {
@@ -105,7 +126,6 @@ pub fn packs(gpu: &Gpu, seed: u64, record: bool) -> Result<BTreeMap<Model, Weigh
 pub fn packs_of(gpu: &Gpu, seed: u64, record: bool, size: Size) -> Result<BTreeMap<Model, Weights>> {
     let full = size == Size::Full;
     let mut out = BTreeMap::new();
-    let mut rng = Rng::new(seed ^ 0xd3e0);
     let ycfg = if full { yolo::Config::x_oiv7() } else { yolo_config() };
     out.insert(Model::Detector, Weights::from_bytes(gpu, yolo::random_pack(&ycfg, seed, true)?, "random yolo weights")?);
     let random = |kind: &str, cfg: String, k: u64, fixed: BTreeMap<String, HostTensor>, extra: BTreeMap<String, String>| {
@@ -116,18 +136,25 @@ pub fn packs_of(gpu: &Gpu, seed: u64, record: bool, size: Size) -> Result<BTreeM
     } else {
         (clip_config(), ssv2a_config(), aggregator_config(), audioldm_config()?)
     };
-    let dim = scfg.clap_dim;
     out.insert(Model::Clip, random(clip::KIND, json(&ccfg)?, 1, BTreeMap::new(), BTreeMap::new()));
     out.insert(Model::Ssv2a, random(ssv2a::KIND, json(&scfg)?, 2, BTreeMap::new(), BTreeMap::new()));
     out.insert(Model::Aggregator, random(ssv2a::aggregator::KIND, json(&acfg)?, 3, BTreeMap::new(), BTreeMap::new()));
-    let mut uncond = rng.normals(dim);
-    let norm = uncond.iter().map(|v| v * v).sum::<f32>().sqrt();
-    uncond.iter_mut().for_each(|v| *v /= norm);
-    let fixed = BTreeMap::from([
-        ("scale_factor".to_string(), HostTensor::new(Vec::<usize>::new(), vec![1.0])?),
-        (UNCOND_TENSOR.to_string(), HostTensor::new([dim], uncond)?),
-    ]);
-    let extra = BTreeMap::from([("components".to_string(), "unet,vae,vocoder".to_string()), ("ema".to_string(), "false".to_string())]);
+    let mut fixed = BTreeMap::from([("scale_factor".to_string(), HostTensor::new(Vec::<usize>::new(), vec![1.0])?)]);
+    let components = if full {
+        // Full-size random packs measure generation: a real pack's stored embedding costs
+        // nothing at run time, so these get a random unit vector instead of a RoBERTa-base.
+        let dim = scfg.clap_dim;
+        let mut uncond = Rng::new(seed ^ 0xd3e0).normals(dim);
+        let norm = uncond.iter().map(|v| v * v).sum::<f32>().sqrt();
+        uncond.iter_mut().for_each(|v| *v /= norm);
+        fixed.insert(UNCOND_TENSOR.to_string(), HostTensor::new([dim], uncond)?);
+        "unet,vae,vocoder".to_string()
+    } else {
+        // The demo's comes from its random CLAP text tower, as a converted pack's does (the
+        // pipeline computes it when the model loads; `write_packs` stores it).
+        format!("unet,vae,vocoder,{}", clap::TEXT_COMPONENT)
+    };
+    let extra = BTreeMap::from([("components".to_string(), components), ("ema".to_string(), "false".to_string())]);
     out.insert(Model::AudioLdm, random(audioldm::KIND, json(&lcfg)?, 4, fixed, extra));
     Ok(out)
 }
@@ -170,11 +197,13 @@ pub fn write_packs(gpu: &Gpu, seed: u64, dir: &std::path::Path) -> Result<Vec<st
                 w.random_to_pack()?
             }
             Model::AudioLdm => {
+                // Loaded in the pipeline's order (UNet, decoder, then the text tower), so the
+                // random weights are the ones an in-memory demo run draws.
                 audioldm::AudioLdm::load(w)?;
-                // The fixed tensors are only recorded when asked for; the uncond always is.
-                w.host(UNCOND_TENSOR, &[DEMO_DIM])?;
+                clap::load_text(w)?;
+                // The fixed tensors are only recorded when asked for.
                 w.host("scale_factor", &[])?;
-                w.random_to_pack()?
+                with_uncond_embedding(gpu, w.random_to_pack()?, w.source())?
             }
         };
         let path = dir.join(m.pack_file());
@@ -182,6 +211,24 @@ pub fn write_packs(gpu: &Gpu, seed: u64, dir: &std::path::Path) -> Result<Vec<st
         written.push(path);
     }
     Ok(written)
+}
+
+/// An AudioLDM pack's bytes with [`UNCOND_TENSOR`] computed from its CLAP text tower and
+/// added, as `ssv2a convert` stores it.
+#[cfg(not(target_arch = "wasm32"))]
+fn with_uncond_embedding(gpu: &Gpu, bytes: Vec<u8>, name: &str) -> Result<Vec<u8>> {
+    use crate::weights::{parse_header, serialize_pack, PackTensor};
+    let w = Weights::from_bytes(gpu, bytes.clone(), name)?;
+    let u = crate::registry::convert::block_on(clap::uncond_from_pack(&w))?
+        .ok_or_else(|| Error::Format(format!("{name}: the demo AudioLDM pack has no CLAP text tower")))?;
+    let raw = &bytes[..];
+    let (start, infos, meta) = parse_header(raw, name)?;
+    let mut tensors: Vec<PackTensor> = infos
+        .into_iter()
+        .map(|(k, i)| PackTensor { name: k, shape: i.shape.clone(), dtype: i.dtype, data: raw[start + i.data_offsets.0..start + i.data_offsets.1].to_vec() })
+        .collect();
+    tensors.push(PackTensor::f32(UNCOND_TENSOR, vec![u.len()], &u));
+    serialize_pack(&tensors, &meta)
 }
 
 /// A synthetic street scene (sky, sun, buildings with windows, a road, a car, a tree), w × h.

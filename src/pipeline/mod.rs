@@ -26,8 +26,10 @@
 //! random choice of 63 sources when more are given (the best-scoring are kept).
 //!
 //! The unconditional embedding of classifier-free guidance is the CLAP text embedding of `""`.
-//! Until the CLAP text tower lands it is read from the AudioLDM pack (tensor
-//! [`UNCOND_TENSOR`]) or given with [`Pipeline::set_uncond`].
+//! `ssv2a convert --kind audioldm` computes it with the checkpoint's CLAP text tower and stores
+//! it in the pack (tensor [`UNCOND_TENSOR`]); a pack with the tower but without the tensor (the
+//! demo's in-memory random pack) has it computed the same way when AudioLDM first runs;
+//! [`Pipeline::set_uncond`] overrides both.
 
 pub mod demo;
 pub mod request;
@@ -51,7 +53,7 @@ use crate::rng::Rng;
 use crate::{Error, Gpu, HostTensor, Result, Tensor, Weights};
 
 /// Name of the stored unconditional embedding in an AudioLDM pack ([film_dim], unit norm).
-pub const UNCOND_TENSOR: &str = "uncond_embedding";
+pub const UNCOND_TENSOR: &str = crate::models::clap::UNCOND_TENSOR;
 
 /// Output sample rate (AudioLDM's vocoder).
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -563,6 +565,14 @@ impl Pipeline {
     async fn audio(&mut self, clap: &[f32], settings: &Settings, run: &mut Run<'_>) -> Result<Vec<f32>> {
         self.load(Model::AudioLdm, run)?;
         run.check()?;
+        if self.uncond.is_none() && matches!(&self.audioldm, Some((_, None))) {
+            // A pack with CLAP's text tower but no stored embedding (the demo's random pack):
+            // compute it as the converter does.
+            let u = crate::models::clap::uncond_from_pack(&self.weights(Model::AudioLdm)?).await?;
+            if let Some((_, slot)) = &mut self.audioldm {
+                *slot = u;
+            }
+        }
         let (ldm, pack_uncond) = self.audioldm.as_ref().ok_or_else(|| Error::Format("AudioLDM not loaded".into()))?;
         let fd = ldm.unet.config.film_dim();
         if clap.len() != fd {
@@ -574,7 +584,7 @@ impl Pipeline {
         let uncond = self.uncond.as_ref().or(pack_uncond.as_ref()).ok_or_else(|| {
             Error::Format(format!(
                 "the AudioLDM pack has no `{UNCOND_TENSOR}` (the CLAP text embedding of \"\", needed for classifier-free guidance) and none was given; \
-                 this version of ssv2a cannot compute it yet (no CLAP text tower): pass one with --uncond FILE"
+                 the pack was converted without CLAP's text tower: convert the checkpoint again with this version (`ssv2a convert --kind audioldm` stores it) or pass one with --uncond FILE"
             ))
         })?;
         if uncond.len() != fd {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::convert::plan::{CheckpointSource, Plan, TensorSource};
 use crate::convert::{pack_writer, Checkpoint};
 use crate::{Error, Result};
 
@@ -65,7 +66,10 @@ pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
         None => None,
     };
     let ckpt = Checkpoint::open(job.input)?;
-    let (plan, src) = convert(&ckpt, config.as_ref())?;
+    let (mut plan, src) = convert(&ckpt, config.as_ref())?;
+    if let Some(complete) = kind.complete {
+        complete(&mut plan, &src)?;
+    }
     let source_sha256 = match job.input_sha256 {
         Some(s) => s.to_string(),
         None => pack_writer::sha256_file(job.input)?,
@@ -80,4 +84,43 @@ pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
     extra.extend(job.extra_metadata.clone());
     let stats = plan.write(&src, job.output, job.f16, extra)?;
     Ok(Converted { tensors: stats.tensors, bytes: stats.bytes, source_sha256 })
+}
+
+/// The AudioLDM pack's `uncond_embedding`: CLAP's text tower run on `""` on a GPU adapter
+/// (nothing is written without it). Plans without the text tower need no GPU.
+pub(super) fn uncond_on_gpu(plan: &mut Plan, src: &CheckpointSource) -> Result<()> {
+    use crate::models::clap;
+    if !plan.tensors.iter().any(|t| t.name.starts_with(clap::PREFIX)) {
+        return Ok(());
+    }
+    let gpu = block_on(crate::Gpu::new()).map_err(|e| {
+        Error::Format(format!(
+            "{}: converting an AudioLDM checkpoint computes CLAP's text embedding of \"\" (classifier-free guidance's unconditional embedding) on the GPU, and there is none: {e}",
+            src.describe()
+        ))
+    })?;
+    block_on(clap::add_uncond_embedding(&gpu, plan, src))?;
+    Ok(())
+}
+
+/// Drive a future to completion on this thread (the GPU futures resolve inside `Gpu`'s own
+/// blocking poll natively, so this only parks between wake-ups).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
 }

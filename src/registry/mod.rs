@@ -31,6 +31,10 @@ pub enum Model {
 /// reads.
 pub type Converter = for<'a> fn(&'a Checkpoint, Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)>;
 
+/// A step after planning that computes tensors on the GPU (AudioLDM: the CLAP text embedding
+/// of "" for guidance). Natively it blocks on the GPU.
+pub type Complete = for<'a> fn(&mut Plan, &CheckpointSource<'a>) -> Result<()>;
+
 /// One model kind.
 pub struct Kind {
     /// Pack kind and `ssv2a convert --kind`.
@@ -48,6 +52,8 @@ pub struct Kind {
     pub stages: &'static [&'static str],
     /// The converter (None: this version cannot convert the kind yet).
     pub convert: Option<Converter>,
+    /// Run after the converter, before the pack is written.
+    pub complete: Option<Complete>,
 }
 
 /// Every kind of the convert contract (../shared/spec/interfaces.md).
@@ -60,6 +66,7 @@ pub const KINDS: &[Kind] = &[
         aliases: &[],
         stages: &["unet", "vae", "hifigan", "clap-audio", "clap-text"],
         convert: Some(convert_audioldm),
+        complete: Some(complete_audioldm),
     },
     Kind {
         name: models::ssv2a::KIND,
@@ -69,6 +76,7 @@ pub const KINDS: &[Kind] = &[
         aliases: &[],
         stages: &["manifold-clip", "manifold-clap", "generator", "remixer"],
         convert: Some(convert_ssv2a),
+        complete: None,
     },
     Kind {
         name: models::ssv2a::aggregator::KIND,
@@ -78,6 +86,7 @@ pub const KINDS: &[Kind] = &[
         aliases: &[],
         stages: &["aggregator"],
         convert: Some(convert_aggregator),
+        complete: None,
     },
     Kind {
         name: models::clip::KIND,
@@ -87,6 +96,7 @@ pub const KINDS: &[Kind] = &[
         aliases: &[],
         stages: &["clip-vision", "clip-text"],
         convert: Some(convert_clip),
+        complete: None,
     },
     Kind {
         name: models::yolo::KIND,
@@ -96,8 +106,9 @@ pub const KINDS: &[Kind] = &[
         aliases: &["detector"],
         stages: &["yolo"],
         convert: Some(convert_yolo),
+        complete: None,
     },
-    Kind { name: "prior", title: "DALLE-2 prior", model: None, manifest: "dalle2-prior", aliases: &[], stages: &["prior-net"], convert: None },
+    Kind { name: "prior", title: "DALLE-2 prior", model: None, manifest: "dalle2-prior", aliases: &[], stages: &["prior-net"], convert: None, complete: None },
 ];
 
 /// The kind called `name` (its pack kind or an alias).
@@ -177,6 +188,17 @@ fn convert_audioldm<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>
         None => models::audioldm::AudioLdmConfig::s_full_v2(),
     };
     Ok((models::audioldm::plan(&src, &cfg)?, src))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn complete_audioldm(plan: &mut Plan, src: &CheckpointSource) -> Result<()> {
+    convert::uncond_on_gpu(plan, src)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn complete_audioldm(_: &mut Plan, src: &CheckpointSource) -> Result<()> {
+    use crate::convert::plan::TensorSource;
+    Err(Error::Format(format!("{}: converting an AudioLDM checkpoint runs natively only (`ssv2a convert`)", src.describe())))
 }
 
 fn convert_ssv2a<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)> {

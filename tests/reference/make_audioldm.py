@@ -586,6 +586,10 @@ def save_ckpt(ldm):
     sd = {k: v for k, v in sd.items() if not k.startswith("first_stage_model.encoder.") or k in keep_enc}
     ema = [k for k in sd if k.startswith("model_ema.")]
     non_ema = [k for k in sd if k.startswith("model.diffusion_model.")]
+    # CLAP's text tower (cond_stage_model.model.text_*), the one of make_clap.py's golden: the
+    # converter computes the pack's uncond_embedding with it.
+    import make_clap
+    sd.update(make_clap.tiny_text_state())
     ckpt = {"epoch": 0, "global_step": 0, "pytorch-lightning_version": "1.9.0", "state_dict": sd}
     path = C.FIXTURES / "ckpt" / "audioldm_tiny.ckpt"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -602,7 +606,8 @@ def verify_ckpt(path):
     from safetensors.torch import load_file
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     fresh = build_ldm(torch.Generator().manual_seed(1))
-    missing, unexpected = fresh.load_state_dict(ckpt["state_dict"], strict=False)
+    state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("cond_stage_model.")}
+    missing, unexpected = fresh.load_state_dict(state, strict=False)
     assert not unexpected and all(k.startswith("first_stage_model.encoder.") for k in missing), (missing, unexpected)
     g = load_file(str(C.FIXTURES / "audioldm_unet.safetensors"))
     args = (g["in.x"], g["in.t"].long(), g["in.film"][:, None, :])

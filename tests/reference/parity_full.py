@@ -21,8 +21,9 @@ HiFi-GAN ≈5.2 s, UNet step batch 2 ≈1.85 s, CLIP batch 1 ≈1.14 s).
 
 The binary defaults to $SSV2A_BIN, then target/release/ssv2a, then `ssv2a` on PATH. Memory: the
 AudioLDM checkpoint (UNet + EMA copy + VAE + HiFi-GAN, no CLAP) is ≈1.9 GB on disk and in RAM.
-The AudioLDM checkpoint written here has no cond_stage_model.* (CLAP) keys: AudioLDM's CLAP
-needs RoBERTa files from the Hub; CLAP parity belongs to the CLAP issue.
+The AudioLDM checkpoint written here has no cond_stage_model.* (CLAP) keys; `--models clap`
+writes the CLAP text side (roberta-base size) as a checkpoint of its own and checks the
+`clap-text` stage and the pack's `uncond_embedding` (computed by `convert` on the GPU).
 """
 
 from __future__ import annotations
@@ -230,6 +231,48 @@ def audioldm(r, gen):
             eps = ldm.apply_model(x, tt.long(), film[:, None, :])
             r.stage("audioldm", "unet", "audioldm", pk, {"x": x, "t": tt, "film": film}, {"eps": eps},
                     lambda: ldm.apply_model(x, tt.long(), film[:, None, :]))
+
+
+# ------------------------------------------------------------------------------ CLAP text
+
+def clap_text(r, gen):
+    """AudioLDM's CLAP text side at roberta-base size (make_clap.build_clap: audioldm 0.1.1's CLAP
+    constructor with a RobertaModel(roberta-base config, eps 1e-5) instead of from_pretrained),
+    saved as an AudioLDM checkpoint holding only cond_stage_model.model.text_*; `convert` computes
+    the pack's uncond_embedding, compared with CLAP.get_text_embedding of "" like a stage."""
+    import make_clap as M
+    sizes = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1)
+    print("  building CLAP (roberta-base text tower, 512-d projection)")
+    model = M.build_clap(sizes, 512, gen)
+    ckpt = r.work / "audioldm-clap-text-random.ckpt"
+    if not ckpt.exists() or r.a.rebuild:
+        torch.save({"state_dict": M.text_state(model)}, str(ckpt))
+    print(f"  saved {ckpt} ({ckpt.stat().st_size / 1e9:.2f} GB)")
+    pk = packs(r, "audioldm", ckpt)
+    ids = torch.ones(2, 77, dtype=torch.long)
+    mask = torch.zeros(2, 77, dtype=torch.long)
+    for i, n in enumerate((77, 12)):
+        ids[i, 0] = 0
+        ids[i, 1:n - 1] = torch.randint(3, sizes["vocab_size"], (n - 2,), generator=gen)
+        ids[i, n - 1] = 2
+        mask[i, :n] = 1
+    data = {"input_ids": ids, "attention_mask": mask}
+    with torch.no_grad():
+        emb = model.encode_text(data, device="cpu")
+        r.stage("clap", "clap-text", "audioldm", pk, {"input_ids": ids.float(), "attention_mask": mask.float()},
+                {"text_embeds": emb}, lambda: model.encode_text(data, device="cpu"))
+        e_ids, e_mask = M.empty_tokens()
+        t0 = time.perf_counter()
+        uncond = model.get_text_embedding({"input_ids": e_ids, "attention_mask": e_mask})[0]
+        t_torch = time.perf_counter() - t0
+    for dtype, pack in pk.items():
+        if pack is None:
+            continue
+        got = load_file(str(pack))["uncond_embedding"]
+        m = compare(got, uncond)
+        r.rows.append(("clap", "uncond (pack)", dtype, {"uncond": m}, t_torch, float("nan")))
+        print(f"    uncond_embedding [{dtype} pack]: " + fmt(m))
 
 
 # ------------------------------------------------------------------------------ CLIP
@@ -444,7 +487,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", help="ssv2a binary (default: $SSV2A_BIN, target/release/ssv2a, PATH)")
     ap.add_argument("--work", default="/tmp/ssv2a-parity", help="where checkpoints, packs and tensors go")
-    ap.add_argument("--models", default="audioldm,clip,ssv2a,yolo")
+    ap.add_argument("--models", default="audioldm,clap,clip,ssv2a,yolo")
     ap.add_argument("--dtypes", default="f32,f16")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds (latent T = int(25.6 * duration))")
     ap.add_argument("--repeat", type=int, default=3, help="PyTorch timing runs (median)")
@@ -466,7 +509,7 @@ def main():
     for name in a.models.split(","):
         gen = torch.Generator().manual_seed(SEED)
         print(f"\n== {name} ==")
-        {"audioldm": audioldm, "clip": clip_real, "ssv2a": ssv2a_real, "yolo": yolo_real}[name](r, gen)
+        {"audioldm": audioldm, "clap": clap_text, "clip": clip_real, "ssv2a": ssv2a_real, "yolo": yolo_real}[name](r, gen)
     r.summary()
 
 

@@ -63,6 +63,11 @@ pub struct AudioLdmConfig {
     /// The UNet's constructor arguments (original names), when the pack has a UNet.
     #[serde(default)]
     pub unet: Option<serde_json::Value>,
+    /// CLAP's text tower (`cond_stage_model.model.text_*`), when the pack has one. In a
+    /// `--config` file a partial object (e.g. only `num_attention_heads`); the converter
+    /// completes it from the tensor shapes ([`crate::models::clap::text::config_from_source`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clap_text: Option<crate::models::clap::TextConfig>,
 }
 
 impl AudioLdmConfig {
@@ -78,6 +83,7 @@ impl AudioLdmConfig {
                 "attention_resolutions": [8, 4, 2], "num_res_blocks": 2, "channel_mult": [1, 2, 3, 5],
                 "num_head_channels": 32, "use_spatial_transformer": true, "transformer_depth": 1
             })),
+            clap_text: None,
         }
     }
 
@@ -97,6 +103,9 @@ impl AudioLdmConfig {
         }
         if let Some(u) = root.pointer("/unet_config/params") {
             cfg.unet = Some(u.clone());
+        }
+        if let Some(t) = root.get("clap_text").or_else(|| v.get("clap_text")) {
+            cfg.clap_text = Some(serde_json::from_value(t.clone()).map_err(|e| Error::Format(format!("clap_text config: {e}")))?);
         }
         let ldm = root.get("ldm").unwrap_or(root);
         let num = |k: &str| ldm.get(k).and_then(|x| x.as_f64());
@@ -124,8 +133,19 @@ pub fn ema_name(param: &str) -> String {
     format!("model_ema.{}", param.trim_start_matches("model.").replace('.', ""))
 }
 
-/// Converter rules: the parts of an AudioLDM state dict the runtime uses.
+/// Converter rules: the parts of an AudioLDM state dict the runtime uses. The CLAP text
+/// tower's config is read from the shapes (completed by `cfg.clap_text`) and stored in the
+/// pack config; its unconditional embedding needs a GPU and is added by
+/// [`crate::models::clap::add_uncond_embedding`].
 pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
+    use crate::models::clap;
+    // A text config error is reported after the other parts' shape checks (a wrong --config
+    // usually shows there first, with the tensor that disagrees).
+    let (text, text_err) = match clap::text::config_from_source(src, clap::PREFIX, cfg.clap_text.as_ref()) {
+        Ok(t) => (t, None),
+        Err(e) => (None, Some(e)),
+    };
+    let cfg = &AudioLdmConfig { clap_text: text.clone(), ..cfg.clone() };
     let mut plan = Plan::new(KIND, serde_json::to_string(cfg).map_err(|e| Error::Format(e.to_string()))?);
     let mut components = vec![];
     // VAE decoder + post_quant_conv.
@@ -178,13 +198,20 @@ pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
     } else if components.contains(&"vae") {
         return Err(Error::MissingWeight(format!("{}: scale_factor (AudioLDM's latent scale, a top-level buffer)", src.describe())));
     }
-    if components.is_empty() {
+    if let Some(c) = &text {
+        clap::text::plan(&mut plan, src, clap::PREFIX, c)?;
+        components.push(clap::TEXT_COMPONENT);
+    }
+    if components.is_empty() && text_err.is_none() {
         return Err(Error::Format(format!(
             "{}: no AudioLDM weights found (expected model.diffusion_model.*, first_stage_model.* keys)",
             src.describe()
         )));
     }
     check_config(src, cfg, &components)?;
+    if let Some(e) = text_err {
+        return Err(e);
+    }
     plan.metadata.insert("components".into(), components.join(","));
     Ok(plan)
 }
