@@ -39,6 +39,7 @@ pub mod pipeline;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
+pub mod tokenize;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod video;
 pub mod weights;
