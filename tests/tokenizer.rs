@@ -160,7 +160,7 @@ fn prefix_space_option() {
 }
 
 #[test]
-fn long_prompt_is_cut_and_fast() {
+fn long_prompt_is_cut_to_max_length() {
     let tok = tokenizer();
     let words = ["rain", "falls", "on", "the", "tin", "roof", "🎵", "日本", "naïve", "don't"];
     let text: String = (0..20_000).map(|i| words[i % words.len()]).collect::<Vec<_>>().join(" ");

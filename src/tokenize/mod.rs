@@ -10,7 +10,7 @@ pub mod roberta;
 
 mod classes;
 
-pub use roberta::{Encoding, RobertaTokenizer};
+pub use roberta::{Encoding, RobertaTokenizer, Special};
 
 use crate::{Error, Result};
 

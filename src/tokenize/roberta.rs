@@ -137,8 +137,8 @@ impl RobertaTokenizer {
     }
 
     /// `tokenizer(text, padding="max_length", truncation=True, max_length=max_len)` as AudioLDM
-    /// calls it (`max_len` 512). Only the first `max_len - 1` text tokens are computed, so a
-    /// 100,000-character prompt costs no more than a short one.
+    /// calls it (`max_len` 512). Tokenizing stops after the piece that yields the `max_len - 1`th
+    /// text token, so a 100,000-character prompt of words costs about what 512 tokens cost.
     ///
     /// `max_len` must hold `<s>` and `</s>`, and one text token more when the text has any: the
     /// Python class, asked to cut a text to nothing, logs an error and returns it uncut.
