@@ -43,6 +43,7 @@ pub mod registry;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
+pub mod tokenize;
 pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
