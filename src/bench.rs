@@ -115,14 +115,5 @@ pub async fn matmul(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: WeightDtype,
     if max_err > 1e-3 {
         return Err(Error::arg("bench matmul", format!("tiled result is wrong: max relative error {max_err:.3e}")));
     }
-    Ok(BenchLine {
-        m,
-        n,
-        k,
-        dtype,
-        reps,
-        tiled: Timing::from_runs(tt, flops),
-        naive: Timing::from_runs(tn, flops),
-        max_err,
-    })
+    Ok(BenchLine { m, n, k, dtype, reps, tiled: Timing::from_runs(tt, flops), naive: Timing::from_runs(tn, flops), max_err })
 }

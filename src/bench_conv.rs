@@ -170,8 +170,7 @@ pub async fn conv_transpose1d(
     let b = Tensor::from_slice(gpu, &rand(9, cout, 0.1), [cout])?;
     let args = ConvTranspose1dArgs::new(stride, padding);
     let (secs, fast) = time(gpu, reps, now, &|| x.conv_transpose1d(&wt, Some(&b), &args)).await?;
-    let (naive_secs, slow) =
-        time(gpu, reps, now, &|| x.conv_transpose1d_with(&wt, Some(&b), &args, ConvKernel::Naive)).await?;
+    let (naive_secs, slow) = time(gpu, reps, now, &|| x.conv_transpose1d_with(&wt, Some(&b), &args, ConvKernel::Naive)).await?;
     Ok(BenchLine {
         name: format!("conv_transpose1d k{k} s{stride} p{padding} {cin}->{cout} {n}x{l} {dtype:?}"),
         // Every input sample meets every tap once: useful work is n·cin·cout·l·k multiply-adds.

@@ -111,10 +111,7 @@ impl Tensor {
 
     /// The dims of a rank-`N` tensor, or an error naming `op`.
     pub fn dims<const N: usize>(&self, op: &str) -> Result<[usize; N]> {
-        self.shape
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::shape(op, format!("a rank-{N} tensor"), &self.shape))
+        self.shape.as_slice().try_into().map_err(|_| Error::shape(op, format!("a rank-{N} tensor"), &self.shape))
     }
 
     /// Error unless the shape equals `shape`.

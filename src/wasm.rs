@@ -153,7 +153,13 @@ impl Generator {
 }
 
 impl Generator {
-    async fn run(&mut self, picture: crate::pipeline::Picture, options: &str, progress: &js_sys::Function, cancelled: &js_sys::Function) -> Result<Vec<f32>, JsError> {
+    async fn run(
+        &mut self,
+        picture: crate::pipeline::Picture,
+        options: &str,
+        progress: &js_sys::Function,
+        cancelled: &js_sys::Function,
+    ) -> Result<Vec<f32>, JsError> {
         use crate::pipeline::{ImageSource, Overrides, Preset, Request};
         let settings = Overrides::from_json(options).and_then(|o| o.settings(Preset::Fast)).map_err(js)?;
         let req = Request { images: vec![ImageSource::new("image", picture)], ..Request::default() };
@@ -173,7 +179,8 @@ impl Generator {
 pub fn decode_image(bytes: Vec<u8>) -> Result<js_sys::Object, JsError> {
     let rgb = crate::media::imageio::decode(&bytes, "image").map_err(js)?.to_rgb();
     let o = js_sys::Object::new();
-    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ()).map_err(|_| JsError::new("decode_image: building the result"));
+    let set =
+        |k: &str, v: JsValue| js_sys::Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ()).map_err(|_| JsError::new("decode_image: building the result"));
     set("width", JsValue::from(rgb.width as u32))?;
     set("height", JsValue::from(rgb.height as u32))?;
     set("rgb", js_sys::Uint8Array::from(&rgb.data[..]).into())?;

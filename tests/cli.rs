@@ -202,7 +202,8 @@ fn bad_inputs_give_one_clear_line_and_no_output() {
 }
 
 /// Small settings for `generate`/`demo` runs in tests (every stage, few steps).
-const QUICK: [&str; 14] = ["--preset", "fast", "--steps", "2", "--cycle-its", "1", "--cycle-samples", "2", "--var-samples", "2", "--duration", "2.5", "--candidates", "1"];
+const QUICK: [&str; 14] =
+    ["--preset", "fast", "--steps", "2", "--cycle-its", "1", "--cycle-samples", "2", "--var-samples", "2", "--duration", "2.5", "--candidates", "1"];
 
 fn wav_len(path: &Path) -> usize {
     let (s, sr) = ssv2a::media::audio::decode_wav(&std::fs::read(path).unwrap(), "out").unwrap();
@@ -245,10 +246,24 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
     assert!(ok, "{err}");
     assert_eq!(wav_len(&out), 160 * 4 * 64 + 32);
     assert!(err.contains("ImageToAudio") && err.contains("sources ("), "{err}");
-    let (ok, _, err) = run(&mut gen(&["--image", img.to_str().unwrap(), "--drop", "0", "--box", "10,10,60,50@2", "--weight", "1=0.5", "-o", out.to_str().unwrap()]));
+    let (ok, _, err) =
+        run(&mut gen(&["--image", img.to_str().unwrap(), "--drop", "0", "--box", "10,10,60,50@2", "--weight", "1=0.5", "-o", out.to_str().unwrap()]));
     assert!(ok, "{err}");
     assert!(err.contains("weight 2") && err.contains("weight 0.5"), "{err}");
-    let (ok, _, err) = run(&mut gen(&["--image", img.to_str().unwrap(), "--no-tta", "--top-k", "2", "--conf", "0.1", "--imgsz", "128", "--keep-aspect", "-o", out.to_str().unwrap()]));
+    let (ok, _, err) = run(&mut gen(&[
+        "--image",
+        img.to_str().unwrap(),
+        "--no-tta",
+        "--top-k",
+        "2",
+        "--conf",
+        "0.1",
+        "--imgsz",
+        "128",
+        "--keep-aspect",
+        "-o",
+        out.to_str().unwrap(),
+    ]));
     assert!(ok && err.contains("sources (3)"), "detection knobs (top-k 2 → image + 2 sources): {err}");
     let (ok, _, err) = run(&mut gen(&["--image", img.to_str().unwrap(), "--image", img.to_str().unwrap(), "-o", out.to_str().unwrap()]));
     assert!(ok && err.contains("Composition"), "{err}");

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::Digest;
-use ssv2a::registry::KINDS;
 use ssv2a::fetch::status::read_pack_metadata;
-use ssv2a::fetch::{FileState, Fetcher, Manifest, Outcome, Quiet, State};
+use ssv2a::fetch::{Fetcher, FileState, Manifest, Outcome, Quiet, State};
+use ssv2a::registry::KINDS;
 
 // ---------------------------------------------------------------------------------------------
 // A small HTTP/1.1 server: one request per connection, `Connection: close`.
@@ -521,8 +521,8 @@ fn by_hand_files_get_instructions_then_install() {
     std::fs::copy(fixture("audioldm_tiny.ckpt"), &dest).unwrap();
     // (The tiny checkpoint needs its config; without one the official config applies and the
     // shapes differ, so give it the fixture's config by hand too.)
-    let files = files
-        + "[[file]]\nname = \"audioldm_tiny.json\"\n[file.by_hand]\npage = \"https://drive.example.org/folder\"\ninstructions = \"Download it.\"\n";
+    let files =
+        files + "[[file]]\nname = \"audioldm_tiny.json\"\n[file.by_hand]\npage = \"https://drive.example.org/folder\"\ninstructions = \"Download it.\"\n";
     let m = manifest("hand", "audioldm", "audioldm_tiny.ckpt", Some("audioldm_tiny.json"), &files);
     assert!(matches!(fx.fetch(&m, false, &mut Quiet).unwrap(), Outcome::NeedsFilesByHand(v) if v.len() == 1));
     std::fs::copy(fixture("audioldm_tiny.json"), dir.join("models/sources/hand/audioldm_tiny.json")).unwrap();
@@ -585,12 +585,12 @@ fn hub_cache_layout_and_reuse() {
     // Like the hub: the resolve URL redirects to a CDN and carries the metadata.
     server.route(
         "/org/tiny/resolve/main/sub/w.bin",
-        Reply::Redirect {
-            to: "/cdn/blob-w".into(),
-            headers: vec![("X-Repo-Commit".into(), commit.into()), ("X-Linked-Etag".into(), format!("\"{etag}\""))],
-        },
+        Reply::Redirect { to: "/cdn/blob-w".into(), headers: vec![("X-Repo-Commit".into(), commit.into()), ("X-Linked-Etag".into(), format!("\"{etag}\""))] },
     );
-    server.route("/cdn/blob-w", Reply::File { body: Arc::new(body.clone()), headers: vec![("ETag".into(), "\"cdn-etag\"".into())], drop_first_at: None, ignore_range: false });
+    server.route(
+        "/cdn/blob-w",
+        Reply::File { body: Arc::new(body.clone()), headers: vec![("ETag".into(), "\"cdn-etag\"".into())], drop_first_at: None, ignore_range: false },
+    );
     let files = format!("[[file]]\nname = \"w.bin\"\nsha256 = \"{etag}\"\n[file.hf]\nrepo = \"org/tiny\"\nrevision = \"main\"\npath = \"sub/w.bin\"\n");
     let m = manifest("hubm", "audioldm", "w.bin", None, &files);
     let mut fx = fetcher(&dir);

@@ -93,7 +93,12 @@ fn audioldm_decode_tail_matches_pytorch() {
         for case in ["a", "b"] {
             let latent = g.upload(&gpu, &format!("in.{case}.latent"));
             let z = Decoder::clamp_rule(&latent).await.map_err(e)?;
-            assert_close(&format!("{case}: clamp rule"), &z.to_vec().await.map_err(e)?, &g.get(&format!("inter.{case}.latent_clamped")).data, Tol { abs: 0.0, rel: 0.0 })?;
+            assert_close(
+                &format!("{case}: clamp rule"),
+                &z.to_vec().await.map_err(e)?,
+                &g.get(&format!("inter.{case}.latent_clamped")).data,
+                Tol { abs: 0.0, rel: 0.0 },
+            )?;
             let mel = dec.latent_to_mel(&z, None).map_err(e)?;
             assert_close(&format!("{case}: mel"), &mel.to_vec().await.map_err(e)?, &g.get(&format!("inter.{case}.mel")).data, ACT_TOL)?;
             let wav = dec.latent_to_waveform(&latent).await.map_err(e)?;

@@ -101,11 +101,8 @@ fn param_shapes_match_the_original_state_dict() {
     let cfg = UnetConfig::from_json(AudioLdmConfig::from_json(&g.config()).unwrap().unet.as_ref().unwrap()).unwrap();
     let mut got: Vec<(String, Vec<usize>)> = unet::param_shapes(&cfg).unwrap();
     got.sort();
-    let want: Vec<(String, Vec<usize>)> = g
-        .tensors
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix("state.model.diffusion_model.").map(|k| (k.to_string(), v.shape.clone())))
-        .collect();
+    let want: Vec<(String, Vec<usize>)> =
+        g.tensors.iter().filter_map(|(k, v)| k.strip_prefix("state.model.diffusion_model.").map(|k| (k.to_string(), v.shape.clone()))).collect();
     assert_eq!(got, want);
     // Full size: models.md §1.2 counts 185,036,552 parameters.
     let n: usize = unet::param_shapes(&UnetConfig::s_full_v2()).unwrap().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
@@ -175,9 +172,9 @@ fn unet_rejects_bad_inputs_with_errors() {
         let (_, unet) = tiny_unet(&gpu)?;
         let film = Tensor::zeros(&gpu, [1, 64]).map_err(e)?;
         let cases: Vec<(Vec<usize>, Vec<f32>, Vec<usize>)> = vec![
-            (vec![1, 8, 3, 8], vec![1.0], vec![1, 64]), // T not a multiple of 2
-            (vec![1, 8, 4, 5], vec![1.0], vec![1, 64]), // F not a multiple of 2
-            (vec![1, 4, 4, 8], vec![1.0], vec![1, 64]), // wrong channels
+            (vec![1, 8, 3, 8], vec![1.0], vec![1, 64]),      // T not a multiple of 2
+            (vec![1, 8, 4, 5], vec![1.0], vec![1, 64]),      // F not a multiple of 2
+            (vec![1, 4, 4, 8], vec![1.0], vec![1, 64]),      // wrong channels
             (vec![1, 8, 4, 8], vec![1.0, 2.0], vec![1, 64]), // t length
             (vec![1, 8, 4, 8], vec![f32::NAN], vec![1, 64]),
             (vec![1, 8, 4, 8], vec![1.0], vec![1, 32]), // film width
@@ -243,7 +240,8 @@ fn ddim_single_steps_match_the_original() {
         for k in 0..3 {
             let index = g.get(&format!("in.step{k}.index")).data[0] as usize;
             assert_eq!(d.timesteps[index] as f32, g.get(&format!("in.step{k}.t")).data[0]);
-            let (x, eps, z) = (g.upload(&gpu, &format!("in.step{k}.x")), g.upload(&gpu, &format!("in.step{k}.eps")), g.upload(&gpu, &format!("in.step{k}.noise")));
+            let (x, eps, z) =
+                (g.upload(&gpu, &format!("in.step{k}.x")), g.upload(&gpu, &format!("in.step{k}.eps")), g.upload(&gpu, &format!("in.step{k}.noise")));
             let (x_prev, pred_x0) = d.step(index, &x, &eps, Some(&z)).map_err(e)?;
             assert_close(&format!("step{k} pred_x0"), &pred_x0.to_vec().await.map_err(e)?, &g.get(&format!("out.step{k}.pred_x0")).data, ACT_TOL)?;
             assert_close(&format!("step{k} x_prev"), &x_prev.to_vec().await.map_err(e)?, &g.get(&format!("out.step{k}.x_prev")).data, ACT_TOL)?;
@@ -440,7 +438,10 @@ fn generate_makes_deterministic_waveforms() {
         let c = ldm.generate(&emb, &uncond, &s, 8, &mut |_| {}, &|| false).await.map_err(e)?;
         assert_ne!(a, c.to_vec().await.map_err(e)?, "another seed, another waveform");
         // DPM-Solver++ through the same API.
-        let d = ldm.generate(&emb, &uncond, &settings(0.16, 1, Method::DpmSolverPp { spacing: Spacing::Leading { steps_offset: 1 } }, 4), 7, &mut |_| {}, &|| false).await.map_err(e)?;
+        let d = ldm
+            .generate(&emb, &uncond, &settings(0.16, 1, Method::DpmSolverPp { spacing: Spacing::Leading { steps_offset: 1 } }, 4), 7, &mut |_| {}, &|| false)
+            .await
+            .map_err(e)?;
         assert_eq!(d.shape(), &[2, 1312]);
         Ok(())
     });
@@ -505,20 +506,10 @@ fn cli_stage_unet_reads_x_t_film_and_writes_eps() {
     let (wp, ip, op) = (dir.join("pack.safetensors"), dir.join("in.safetensors"), dir.join("out.safetensors"));
     std::fs::write(&wp, tiny_checkpoint_bytes(false)).unwrap();
     let g = Golden::load("audioldm_unet");
-    let inputs: Vec<PackTensor> = [("x", "in.x"), ("t", "in.t"), ("film", "in.film")]
-        .iter()
-        .map(|(n, k)| PackTensor::f32(*n, g.get(k).shape.clone(), &g.get(k).data))
-        .collect();
+    let inputs: Vec<PackTensor> =
+        [("x", "in.x"), ("t", "in.t"), ("film", "in.film")].iter().map(|(n, k)| PackTensor::f32(*n, g.get(k).shape.clone(), &g.get(k).data)).collect();
     std::fs::write(&ip, serialize_pack(&inputs, &BTreeMap::new()).unwrap()).unwrap();
-    let out = std::process::Command::new(bin)
-        .args(["stage", "unet", "--weights"])
-        .arg(&wp)
-        .arg("--input")
-        .arg(&ip)
-        .arg("--output")
-        .arg(&op)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(bin).args(["stage", "unet", "--weights"]).arg(&wp).arg("--input").arg(&ip).arg("--output").arg(&op).output().unwrap();
     assert!(out.status.success(), "ssv2a stage unet failed: {}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(&op).unwrap();
     let (start, infos, _) = ssv2a::weights::parse_header(&bytes, "out").unwrap();

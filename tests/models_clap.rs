@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use common::golden::{error_stats, Golden};
 use common::{assert_close, run, Tol};
 use ssv2a::convert::plan::MemSource;
-use ssv2a::registry::{convert_checkpoint, ConvertJob};
 use ssv2a::models::audioldm::{self, AudioLdmConfig};
 use ssv2a::models::clap::{self, ClapText, TextTokens};
+use ssv2a::registry::{convert_checkpoint, ConvertJob};
 use ssv2a::tensor::HostTensor;
 use ssv2a::{Gpu, Weights};
 

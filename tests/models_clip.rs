@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use common::golden::{compare_trace, pack_values, Golden};
 use common::{assert_close, run, Tol};
 use ssv2a::convert::plan::CheckpointSource;

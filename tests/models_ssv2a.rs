@@ -16,7 +16,9 @@ use common::{assert_close, run, Tol};
 use ssv2a::convert::plan::{CheckpointSource, MemSource, TensorSource};
 use ssv2a::convert::Checkpoint;
 use ssv2a::models::ssv2a::aggregator::{self, AggregatorMode};
-use ssv2a::models::ssv2a::{self as m, Aggregator, AggregatorConfig, CycleMixOptions, CycleMixTrace, Draw, DrawKind, DropoutMasks, MixInput, Noise, RemixMode, Ssv2a};
+use ssv2a::models::ssv2a::{
+    self as m, Aggregator, AggregatorConfig, CycleMixOptions, CycleMixTrace, Draw, DrawKind, DropoutMasks, MixInput, Noise, RemixMode, Ssv2a,
+};
 use ssv2a::rng::Rng;
 use ssv2a::tensor::HostTensor;
 use ssv2a::{Gpu, Tensor, Weights};
@@ -191,7 +193,8 @@ async fn cycle_case(gpu: &Gpu, model: &Ssv2a, g: &Golden, case: &str, mode: Remi
         collapsed_sampling: false,
         remix: mode,
     };
-    let input = MixInput { clips: g.get(&format!("in.{case}.clips")).clone(), fixed_src: g.tensors.get(&format!("in.{case}.fixed_src")).cloned(), weights: None };
+    let input =
+        MixInput { clips: g.get(&format!("in.{case}.clips")).clone(), fixed_src: g.tensors.get(&format!("in.{case}.fixed_src")).cloned(), weights: None };
     let mut noise = Injected::cycle(g, case);
     let mut trace: CycleMixTrace = vec![];
     let out = model.cycle_mix(&input, &opts, &mut noise, Some(&mut trace)).await.map_err(e)?;

@@ -16,8 +16,7 @@ use common::{assert_close, run, Tol};
 use ssv2a::convert::Checkpoint;
 use ssv2a::media::image::RgbImage;
 use ssv2a::models::detect::{
-    self, clip_augmented, crop_source, descale_pred, flip_lr, non_max_suppression, scale_img, to_pixels, CropMode, Detector, ImgSize, Letterbox,
-    Nms, Settings,
+    self, clip_augmented, crop_source, descale_pred, flip_lr, non_max_suppression, scale_img, to_pixels, CropMode, Detector, ImgSize, Letterbox, Nms, Settings,
 };
 use ssv2a::models::yolo::{self, Config, Yolo};
 use ssv2a::tensor::HostTensor;
@@ -172,7 +171,9 @@ fn nms_matches_ultralytics() {
     let g = Golden::load("yolo_nms");
     let cases = g.config()["nms_cases"].clone();
     let mut checked = 0;
-    for (input, names) in [("crafted", vec!["ssv2a_json", "detector_defaults", "library_defaults", "agnostic", "max_det_3"]), ("tta", vec!["ssv2a_json", "detector_defaults"])] {
+    for (input, names) in
+        [("crafted", vec!["ssv2a_json", "detector_defaults", "library_defaults", "agnostic", "max_det_3"]), ("tta", vec!["ssv2a_json", "detector_defaults"])]
+    {
         let raw = g.get(&format!("in.{input}.raw"));
         for name in names {
             let out = non_max_suppression(raw, &nms_case(&cases[name])).unwrap();
@@ -360,7 +361,10 @@ fn bad_arguments_are_errors() {
         y["head"].as_array_mut().unwrap().pop();
         assert!(Config::from_yaml(&y).is_err());
         // A pack of another kind.
-        assert!(Detector::load(&Weights::from_bytes(&gpu, ssv2a::weights::serialize_pack(&[], &ssv2a::weights::pack_metadata("clip", "{}", "f16")).map_err(e)?, "x").map_err(e)?).is_err());
+        assert!(Detector::load(
+            &Weights::from_bytes(&gpu, ssv2a::weights::serialize_pack(&[], &ssv2a::weights::pack_metadata("clip", "{}", "f16")).map_err(e)?, "x").map_err(e)?
+        )
+        .is_err());
         Ok(())
     });
 }

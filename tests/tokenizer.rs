@@ -89,11 +89,7 @@ fn merge_rounds_and_missing_bytes_match_python() {
     // tokenizer does not, and differs here). Bytes missing from the vocabulary become <unk>.
     let odd = expected().odd_merges;
     let merges: String = odd.merges.iter().map(|m| format!("{m}\n")).collect();
-    let tok = RobertaTokenizer::from_files_bytes(
-        odd.vocab.to_string().as_bytes(),
-        format!("#version: 0.2\n{merges}").as_bytes(),
-    )
-    .unwrap();
+    let tok = RobertaTokenizer::from_files_bytes(odd.vocab.to_string().as_bytes(), format!("#version: 0.2\n{merges}").as_bytes()).unwrap();
     assert!(odd.cases.iter().any(|c| c.fast_ids.is_some()), "the fixture exercises the round order");
     for c in &odd.cases {
         assert_eq!(tok.encode(&c.text), c.ids, "{:?}", c.text);
@@ -141,11 +137,7 @@ fn slow_and_fast_differ_only_in_whitespace_before_mask() {
     // whitespace to it) against the fast tokenizer's Unicode White_Space.
     for c in expected().cases {
         if c.fast_ids.is_some() {
-            assert!(
-                c.text.contains("<mask>") && c.text.contains(['\u{1c}', '\u{1d}', '\u{1e}', '\u{1f}']),
-                "{:?}",
-                c.text
-            );
+            assert!(c.text.contains("<mask>") && c.text.contains(['\u{1c}', '\u{1d}', '\u{1e}', '\u{1f}']), "{:?}", c.text);
         }
     }
 }

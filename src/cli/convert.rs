@@ -37,12 +37,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     job.config = a.config.as_deref();
     job.f16 = f16;
     let done = convert_checkpoint(&job)?;
-    eprintln!(
-        "wrote {} ({} tensors, {}) in {:.1} s",
-        a.output.display(),
-        done.tensors,
-        if f16 { "f16" } else { "f32" },
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("wrote {} ({} tensors, {}) in {:.1} s", a.output.display(), done.tensors, if f16 { "f16" } else { "f32" }, t0.elapsed().as_secs_f64());
     Ok(())
 }

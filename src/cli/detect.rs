@@ -62,11 +62,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         imgsz: a.imgsz.parse().with_context(|| format!("--imgsz {}", a.imgsz))?,
         crop: if a.keep_aspect { CropMode::KeepAspect } else { CropMode::Stretch },
     };
-    let images = a
-        .images
-        .iter()
-        .map(|p| Ok(ssv2a::media::imageio::open(p)?.to_rgb()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let images = a.images.iter().map(|p| Ok(ssv2a::media::imageio::open(p)?.to_rgb())).collect::<anyhow::Result<Vec<_>>>()?;
     let gpu = Gpu::new().await?;
     let det = Detector::load(&Weights::from_file(&gpu, &a.weights)?)?;
     let t0 = std::time::Instant::now();

@@ -163,7 +163,8 @@ fn parse_box(s: &str) -> anyhow::Result<SourceBox> {
         Some((c, w)) => (c, w.trim().parse::<f32>().with_context(|| format!("--box `{s}`: weight `{w}` is not a number"))?),
         None => (s, 1.0),
     };
-    let v: Vec<f32> = coords.split(',').map(|p| p.trim().parse::<f32>()).collect::<Result<_, _>>().with_context(|| format!("--box `{s}`: expected X0,Y0,X1,Y1[@W]"))?;
+    let v: Vec<f32> =
+        coords.split(',').map(|p| p.trim().parse::<f32>()).collect::<Result<_, _>>().with_context(|| format!("--box `{s}`: expected X0,Y0,X1,Y1[@W]"))?;
     let [x0, y0, x1, y1] = v[..] else { bail!("--box `{s}`: expected four numbers X0,Y0,X1,Y1") };
     Ok(SourceBox { xyxy: [x0, y0, x1, y1], label: "box".into(), score: None, weight })
 }
@@ -195,7 +196,11 @@ impl Bars {
                 b.finish();
             }
             let b = ProgressBar::new(e.total as u64);
-            b.set_style(ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+            b.set_style(
+                ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed_precise}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
             b.set_prefix(e.stage.to_string());
             self.bar = Some((e.stage, b));
         }
@@ -358,7 +363,10 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         None => ImageSource::new("synthetic street scene", pipeline::Picture::Rgb(demo::scene(320, 240))),
     };
     let gpu = Gpu::new().await?;
-    { let i = gpu.info(); eprintln!("ssv2a demo on {} ({:?})", i.name, i.backend); }
+    {
+        let i = gpu.info();
+        eprintln!("ssv2a demo on {} ({:?})", i.name, i.backend);
+    }
     eprintln!(
         "The weights are RANDOM (weights seed {}, run seed {}), {}: every stage of the pipeline runs, but the sound is not meaningful.\n\
          For real audio, install the official weights with `ssv2a fetch` and run `ssv2a generate --image IMAGE -o out.wav`.",

@@ -3,9 +3,9 @@
 
 mod bench_ssv2a;
 mod convert;
+mod detect;
 mod fetch;
 mod generate;
-mod detect;
 mod stage;
 
 use clap::{Parser, Subcommand};
@@ -177,7 +177,11 @@ fn bench_jpeg(file: Option<&std::path::Path>, reps: usize) -> anyhow::Result<()>
     println!("jpeg {name}: {}×{} ({:?}, {} bytes, progressive {})", j.width, j.height, j.layout, bytes.len(), j.progressive);
     println!("  ssv2a::media::jpeg (libjpeg-exact): best {:.1} ms, median {:.1} ms, {:.1} MP/s", best * 1e3, med * 1e3, mp / best);
     println!("  image crate (zune-jpeg):     best {:.1} ms, median {:.1} ms, {:.1} MP/s", zbest * 1e3, zmed * 1e3, mp / zbest);
-    let diff = if ours.len() == theirs.len() { ours.iter().zip(&theirs).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0).to_string() } else { "n/a (layouts differ)".into() };
+    let diff = if ours.len() == theirs.len() {
+        ours.iter().zip(&theirs).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0).to_string()
+    } else {
+        "n/a (layouts differ)".into()
+    };
     println!("  ssv2a / image crate time: {:.2}x (best), {:.2}x (median); max |Δ| between their pixels {diff}", best / zbest, med / zmed);
     Ok(())
 }

@@ -155,8 +155,9 @@ fn prepare(a: &Args, gpu: &Gpu, w: &Weights) -> anyhow::Result<StageFn> {
         "clap-text" => {
             let model = ssv2a::models::clap::load_text(w)?;
             Box::new(move |inputs: &Inputs| {
-                let tokens = ssv2a::models::clap::TextTokens::from_host(input(inputs, "input_ids", &path)?, input(inputs, "attention_mask", &path)?, &model.config)
-                    .with_context(|| format!("{}", path.display()))?;
+                let tokens =
+                    ssv2a::models::clap::TextTokens::from_host(input(inputs, "input_ids", &path)?, input(inputs, "attention_mask", &path)?, &model.config)
+                        .with_context(|| format!("{}", path.display()))?;
                 Ok(vec![("text_embeds".into(), model.forward(&tokens, None)?)])
             })
         }

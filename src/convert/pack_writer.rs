@@ -17,8 +17,8 @@ use std::path::Path;
 
 use safetensors::tensor::Dtype;
 
-use super::value::{DType, TensorRef};
 use super::torch::{Checkpoint, RawTensor};
+use super::value::{DType, TensorRef};
 use crate::{Error, Result};
 
 /// One planned tensor of a pack.
@@ -104,13 +104,7 @@ pub fn write_pack(
     for (e, &n) in entries.iter().zip(&sizes) {
         let data = produce(e)?;
         if data.len() != n {
-            return Err(Error::Format(format!(
-                "tensor `{}`: {} bytes produced for shape {:?} {:?}, expected {n}",
-                e.name,
-                data.len(),
-                e.shape,
-                e.dtype
-            )));
+            return Err(Error::Format(format!("tensor `{}`: {} bytes produced for shape {:?} {:?}, expected {n}", e.name, data.len(), e.shape, e.dtype)));
         }
         w.write_all(&data).map_err(|err| Error::io(ctx("writing"), err))?;
         bytes += n as u64;

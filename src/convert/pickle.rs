@@ -799,18 +799,14 @@ impl<'a> Vm<'a> {
             ("_codecs", "encode") => {
                 // Protocol 2 writes `bytes` as `_codecs.encode(text, "latin1")`.
                 let text = args.first().and_then(|&a| self.str_of(a)).ok_or_else(|| self.err("_codecs.encode needs a string"))?;
-                let bytes = text
-                    .chars()
-                    .map(|c| u8::try_from(c as u32).map_err(|_| self.err("_codecs.encode: text is not latin-1")))
-                    .collect::<PResult<Vec<u8>>>()?;
+                let bytes =
+                    text.chars().map(|c| u8::try_from(c as u32).map_err(|_| self.err("_codecs.encode: text is not latin-1"))).collect::<PResult<Vec<u8>>>()?;
                 self.push_node(Node::Bytes(bytes))
             }
             ("torch._utils", "_rebuild_tensor") | ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor_v3") => {
                 self.rebuild_tensor(name, &args)
             }
-            ("torch._utils", "_rebuild_parameter")
-            | ("torch._utils", "_rebuild_parameter_with_state")
-            | ("torch.nn.parameter", "Parameter") => {
+            ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") | ("torch.nn.parameter", "Parameter") => {
                 // A Parameter is its data tensor (requires_grad and hooks do not matter here).
                 args.first().copied().ok_or_else(|| self.err(format!("{name} without arguments")))
             }
@@ -936,11 +932,7 @@ impl<'a> Vm<'a> {
             return Ok((Value::Cycle, 0));
         }
         if depth >= MAX_DEPTH {
-            return Err(PickleError {
-                offset: self.data.len(),
-                msg: format!("containers nested deeper than {MAX_DEPTH}"),
-                truncated: false,
-            });
+            return Err(PickleError { offset: self.data.len(), msg: format!("containers nested deeper than {MAX_DEPTH}"), truncated: false });
         }
         f.busy[i] = true;
         let mut h = 0usize;
@@ -993,11 +985,7 @@ impl<'a> Vm<'a> {
         };
         let h = h + 1;
         if h > MAX_DEPTH {
-            return Err(PickleError {
-                offset: self.data.len(),
-                msg: format!("containers nested deeper than {MAX_DEPTH}"),
-                truncated: false,
-            });
+            return Err(PickleError { offset: self.data.len(), msg: format!("containers nested deeper than {MAX_DEPTH}"), truncated: false });
         }
         f.busy[i] = false;
         f.memo[i] = Some((value.clone(), h));

@@ -247,7 +247,13 @@ impl Plan {
 
     /// Stream to `path` (temporary file renamed on success), one tensor in memory at a time.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn write(&self, src: &dyn TensorSource, path: &std::path::Path, pack_f16: bool, extra: BTreeMap<String, String>) -> Result<super::pack_writer::PackStats> {
+    pub fn write(
+        &self,
+        src: &dyn TensorSource,
+        path: &std::path::Path,
+        pack_f16: bool,
+        extra: BTreeMap<String, String>,
+    ) -> Result<super::pack_writer::PackStats> {
         use super::pack_writer::{write_pack, PackEntry};
         let mut meta = self.pack_metadata(pack_f16);
         meta.extend(extra);

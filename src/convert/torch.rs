@@ -408,8 +408,7 @@ fn walk_pairs(d: &[(Value, Value)], prefix: &str, out: &mut Vec<(String, Arc<Ten
 /// `Module.state_dict()`: own parameters, then persistent buffers, then each child module.
 fn walk_module(o: &Object, prefix: &str, out: &mut Vec<(String, Arc<TensorRef>)>, budget: &mut usize) -> Result<()> {
     let dict = |name: &str| o.attr(name).and_then(|v| v.as_dict()).unwrap_or(&[]);
-    let non_persistent: Vec<&str> =
-        o.attr("_non_persistent_buffers_set").and_then(|v| v.as_seq()).unwrap_or(&[]).iter().filter_map(|v| v.as_str()).collect();
+    let non_persistent: Vec<&str> = o.attr("_non_persistent_buffers_set").and_then(|v| v.as_seq()).unwrap_or(&[]).iter().filter_map(|v| v.as_str()).collect();
     for (k, x) in dict("_parameters") {
         spend(budget)?;
         if let (Some(k), Value::Tensor(t)) = (k.key_text(), x) {
@@ -479,8 +478,7 @@ fn open_zip(r: &mut dyn Source, file_len: u64, name: &str) -> Result<Opened> {
     let data = read_small(r, &pkl, MAX_PICKLE_BYTES)?;
     let (root, _) = pickle::load(&data).map_err(|e| Error::Format(format!("{name}: {}: {e}", pkl.name)))?;
     let data_dir = format!("{prefix}data/");
-    let records =
-        entries.into_iter().filter_map(|e| e.name.strip_prefix(&data_dir).map(|k| (k.to_string(), Record::Zip(e.clone())))).collect();
+    let records = entries.into_iter().filter_map(|e| e.name.strip_prefix(&data_dir).map(|k| (k.to_string(), Record::Zip(e.clone())))).collect();
     Ok((Format::Zip { prefix: prefix.trim_end_matches('/').to_string(), version }, root, records))
 }
 
@@ -526,9 +524,10 @@ fn open_legacy(r: &mut dyn Source, file_len: u64, name: &str) -> Result<Opened> 
         let dtype = *dtypes.get(&key).ok_or_else(|| Error::Format(format!("{name}: storage `{key}` is listed but never used")))?;
         let head = zip::read_at(r, file_len, pos, 8, name)?;
         let numel = u64::from_le_bytes(head.try_into().expect("8 bytes"));
-        let len = numel.checked_mul(dtype.size() as u64).filter(|&l| l <= file_len - pos - 8).ok_or_else(|| {
-            Error::Format(format!("{name}: truncated file: storage `{key}` claims {numel} elements past the end of the file"))
-        })?;
+        let len = numel
+            .checked_mul(dtype.size() as u64)
+            .filter(|&l| l <= file_len - pos - 8)
+            .ok_or_else(|| Error::Format(format!("{name}: truncated file: storage `{key}` claims {numel} elements past the end of the file")))?;
         records.insert(key, Record::Range { offset: pos + 8, len });
         pos += 8 + len;
     }
@@ -605,11 +604,8 @@ fn open_safetensors(r: &mut dyn Source, file_len: u64, name: &str) -> Result<Ope
             .and_then(|s| s.as_array())
             .and_then(|a| a.iter().map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok())).collect())
             .ok_or_else(|| bad("bad shape"))?;
-        let offs: Vec<u64> = info
-            .get("data_offsets")
-            .and_then(|s| s.as_array())
-            .and_then(|a| a.iter().map(|x| x.as_u64()).collect())
-            .ok_or_else(|| bad("bad data_offsets"))?;
+        let offs: Vec<u64> =
+            info.get("data_offsets").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|x| x.as_u64()).collect()).ok_or_else(|| bad("bad data_offsets"))?;
         let [a, b] = offs[..] else { return Err(bad("bad data_offsets")) };
         let numel = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).ok_or_else(|| bad("shape overflows"))?;
         if b < a || b - a != numel.saturating_mul(dtype.size() as u64) || data_start + b > file_len {

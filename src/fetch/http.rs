@@ -103,8 +103,7 @@ impl Downloader {
             loop {
                 match self.try_once(url, &partial, expect, label, progress) {
                     Ok((sha256, bytes, meta)) => {
-                        std::fs::rename(&partial, dest)
-                            .map_err(|e| Error::io(format!("renaming {} to {}", partial.display(), dest.display()), e))?;
+                        std::fs::rename(&partial, dest).map_err(|e| Error::io(format!("renaming {} to {}", partial.display(), dest.display()), e))?;
                         return Ok(Downloaded { sha256, bytes, url: url.clone(), meta });
                     }
                     Err(Failure::Transient(msg)) if attempt < self.retries => {
@@ -141,7 +140,14 @@ impl Downloader {
         Err(Error::io(msg, std::io::Error::other(what)))
     }
 
-    fn try_once(&self, url: &str, partial: &Path, expect: Expect, label: &str, progress: &mut dyn Progress) -> std::result::Result<(String, u64, RemoteMeta), Failure> {
+    fn try_once(
+        &self,
+        url: &str,
+        partial: &Path,
+        expect: Expect,
+        label: &str,
+        progress: &mut dyn Progress,
+    ) -> std::result::Result<(String, u64, RemoteMeta), Failure> {
         let local = |what: &str, e: std::io::Error| Failure::Local(Error::io(format!("{what} {}", partial.display()), e));
         let mut have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
         if expect.size.is_some_and(|s| have > s) {

@@ -65,11 +65,8 @@ impl HubCache {
     /// Where the download of `src` goes before it is stored: a name fixed by (repo, revision,
     /// path) so an interrupted download resumes in the next run.
     pub fn download_path(&self, src: &HfSource) -> PathBuf {
-        let key: String = sha2::Sha256::digest(format!("{}\n{}\n{}", src.repo, src.revision, src.path).as_bytes())
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key: String =
+            sha2::Sha256::digest(format!("{}\n{}\n{}", src.repo, src.revision, src.path).as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
         self.repo_dir(&src.repo).join("blobs").join(format!(".ssv2a-{key}"))
     }
 

@@ -199,10 +199,7 @@ impl Manifest {
             return Err(format!("format is `{}`, expected `{MANIFEST_FORMAT}`", self.format));
         }
         if self.format_version != MANIFEST_FORMAT_VERSION {
-            return Err(format!(
-                "format_version {} is not supported by this ssv2a (it reads version {MANIFEST_FORMAT_VERSION})",
-                self.format_version
-            ));
+            return Err(format!("format_version {} is not supported by this ssv2a (it reads version {MANIFEST_FORMAT_VERSION})", self.format_version));
         }
         if !is_simple_name(&self.name) {
             return Err(format!("name `{}` must be made of a-z, 0-9, `.`, `_` and `-`", self.name));
@@ -294,12 +291,7 @@ fn is_simple_name(s: &str) -> bool {
 }
 
 fn is_file_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 200
-        && s != "."
-        && s != ".."
-        && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+    !s.is_empty() && s.len() <= 200 && s != "." && s != ".." && !s.starts_with('.') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
 }
 
 fn is_repo_part(s: &str) -> bool {
@@ -308,7 +300,9 @@ fn is_repo_part(s: &str) -> bool {
 
 /// `a/b/c` with plain components (no `..`, no leading `/`).
 fn is_rel_path(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 300 && s.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b)))
+    !s.is_empty()
+        && s.len() <= 300
+        && s.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b)))
 }
 
 #[cfg(test)]

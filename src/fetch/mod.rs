@@ -147,9 +147,7 @@ pub fn default_models_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("SSV2A_MODELS").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(d));
     }
-    cache_home()
-        .map(|c| c.join("ssv2a").join("models"))
-        .ok_or_else(|| Error::Format("no home folder to put models in: set SSV2A_MODELS to a folder".into()))
+    cache_home().map(|c| c.join("ssv2a").join("models")).ok_or_else(|| Error::Format("no home folder to put models in: set SSV2A_MODELS to a folder".into()))
 }
 
 /// The hub cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `<cache>/huggingface/hub`.
@@ -161,9 +159,7 @@ pub fn default_hub_cache() -> Result<PathBuf> {
     if let Some(d) = env("HF_HOME") {
         return Ok(d.join("hub"));
     }
-    cache_home()
-        .map(|c| c.join("huggingface").join("hub"))
-        .ok_or_else(|| Error::Format("no home folder for the Hugging Face cache: set HF_HOME".into()))
+    cache_home().map(|c| c.join("huggingface").join("hub")).ok_or_else(|| Error::Format("no home folder for the Hugging Face cache: set HF_HOME".into()))
 }
 
 impl Fetcher {

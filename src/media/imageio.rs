@@ -35,9 +35,7 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
     if bytes.starts_with(&[0xFF, 0xD8]) {
         return decode_jpeg(bytes, name);
     }
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::Format(format!("{name}: {e}")))?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| Error::Format(format!("{name}: {e}")))?;
     if reader.format().is_none() {
         return Err(Error::Format(format!("{name}: not a PNG, JPEG or WebP image")));
     }

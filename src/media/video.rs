@@ -82,16 +82,10 @@ pub fn extract_frames(path: &Path, n: usize, size: usize) -> Result<Vec<RgbImage
     }
     let frame_bytes = w * h * 3;
     if frame_bytes == 0 || out.stdout.len() < frame_bytes * unique.len() {
-        return Err(Error::Format(format!(
-            "{}: ffmpeg returned {} bytes for {} frames of {w}×{h}",
-            path.display(),
-            out.stdout.len(),
-            unique.len()
-        )));
+        return Err(Error::Format(format!("{}: ffmpeg returned {} bytes for {} frames of {w}×{h}", path.display(), out.stdout.len(), unique.len())));
     }
-    let decoded: Vec<RgbImage> = (0..unique.len())
-        .map(|k| RgbImage::new(w, h, out.stdout[k * frame_bytes..(k + 1) * frame_bytes].to_vec()))
-        .collect::<Result<_>>()?;
+    let decoded: Vec<RgbImage> =
+        (0..unique.len()).map(|k| RgbImage::new(w, h, out.stdout[k * frame_bytes..(k + 1) * frame_bytes].to_vec())).collect::<Result<_>>()?;
     idx.iter()
         .map(|i| {
             let k = unique.iter().position(|u| u == i).expect("index selected");

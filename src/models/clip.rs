@@ -114,9 +114,7 @@ fn count_layers(src: &dyn TensorSource, fmt: impl Fn(usize) -> String) -> usize 
 }
 
 fn dim(src: &dyn TensorSource, name: &str, axis: usize) -> Result<usize> {
-    src.shape(name)
-        .and_then(|s| s.get(axis).copied())
-        .ok_or_else(|| Error::MissingWeight(format!("{}: {name}", src.describe())))
+    src.shape(name).and_then(|s| s.get(axis).copied()).ok_or_else(|| Error::MissingWeight(format!("{}: {name}", src.describe())))
 }
 
 /// Keys of a checkpoint that carry no weights (TorchScript attributes, HF id buffers).

@@ -674,10 +674,7 @@ impl Detector {
         if let Some(k) = s.top_k {
             dets.truncate(k);
         }
-        let detections = dets
-            .into_iter()
-            .map(|d| Detection { xyxy: d.xyxy, class: d.class, name: self.model.config.name(d.class), score: d.conf })
-            .collect();
+        let detections = dets.into_iter().map(|d| Detection { xyxy: d.xyxy, class: d.class, name: self.model.config.name(d.class), score: d.conf }).collect();
         Ok(Detections { detections, letterbox: lb })
     }
 

@@ -3,9 +3,9 @@
 
 pub mod audioldm;
 pub mod clap;
+pub mod clip;
 pub mod detect;
 pub mod hifigan;
-pub mod clip;
 pub mod ssv2a;
 pub mod yolo;
 

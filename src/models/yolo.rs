@@ -247,11 +247,7 @@ impl Config {
 
 /// The yaml's backbone + head must be yolov8.yaml's: same sources, modules, repeats and channels.
 fn check_topology(y: &serde_json::Value) -> Result<()> {
-    let rows: Vec<&serde_json::Value> = ["backbone", "head"]
-        .iter()
-        .filter_map(|k| y.get(*k).and_then(|v| v.as_array()))
-        .flatten()
-        .collect();
+    let rows: Vec<&serde_json::Value> = ["backbone", "head"].iter().filter_map(|k| y.get(*k).and_then(|v| v.as_array())).flatten().collect();
     if rows.is_empty() {
         // A yaml without layer lists (e.g. a hand-written config with only the multiples) is
         // taken as yolov8.
@@ -701,7 +697,11 @@ pub fn plan(src: &dyn TensorSource, cfg: &Config) -> Result<Plan> {
                 Ok(name)
             }
             Some(s) => Err(Error::WeightShape { name: format!("{}: {name}", src.describe()), expected: shape, got: s }),
-            None => Err(Error::MissingWeight(format!("{}: {name} (is the checkpoint's scale or class count different from the config's? {})", src.describe(), describe(cfg)))),
+            None => Err(Error::MissingWeight(format!(
+                "{}: {name} (is the checkpoint's scale or class count different from the config's? {})",
+                src.describe(),
+                describe(cfg)
+            ))),
         }
     };
     for (path, cin, cout, k, bn) in conv_list(cfg) {
@@ -756,16 +756,15 @@ pub fn infer_config(src: &dyn TensorSource) -> Result<Config> {
             return Ok(cfg);
         }
     }
-    Err(Error::Format(format!(
-        "{}: the tensor shapes match none of yolov8 n/s/m/l/x with nc = {nc}; pass the model yaml as --config (JSON)",
-        src.describe()
-    )))
+    Err(Error::Format(format!("{}: the tensor shapes match none of yolov8 n/s/m/l/x with nc = {nc}; pass the model yaml as --config (JSON)", src.describe())))
 }
 
 /// Class names from a JSON list or a `{"0": "name", …}` / `{0: "name"}` dict.
 pub fn names_from_json(v: &serde_json::Value) -> Result<Vec<String>> {
     match v {
-        serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().map(String::from).ok_or_else(|| Error::Format("YOLO names: not all strings".into()))).collect(),
+        serde_json::Value::Array(a) => {
+            a.iter().map(|x| x.as_str().map(String::from).ok_or_else(|| Error::Format("YOLO names: not all strings".into()))).collect()
+        }
         serde_json::Value::Object(m) => {
             let mut pairs = vec![];
             for (k, x) in m {

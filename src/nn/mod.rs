@@ -15,18 +15,12 @@ pub struct Linear {
 
 impl Linear {
     pub fn load(w: &Weights, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-        Ok(Linear {
-            weight: w.weight("weight", &[d_out, d_in])?,
-            bias: if bias { Some(w.tensor("bias", &[d_out])?) } else { None },
-        })
+        Ok(Linear { weight: w.weight("weight", &[d_out, d_in])?, bias: if bias { Some(w.tensor("bias", &[d_out])?) } else { None } })
     }
 
     /// A 1×1 convolution stored as [out, in, 1, 1] used as a Linear over channels.
     pub fn load_conv1x1(w: &Weights, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-        Ok(Linear {
-            weight: w.weight("weight", &[d_out, d_in, 1, 1])?,
-            bias: if bias { Some(w.tensor("bias", &[d_out])?) } else { None },
-        })
+        Ok(Linear { weight: w.weight("weight", &[d_out, d_in, 1, 1])?, bias: if bias { Some(w.tensor("bias", &[d_out])?) } else { None } })
     }
 
     /// x: [.., in] -> [.., out]
@@ -74,11 +68,7 @@ pub struct Conv1d {
 
 impl Conv1d {
     pub fn load(w: &Weights, cin: usize, cout: usize, k: usize, args: Conv1dArgs, bias: bool) -> Result<Conv1d> {
-        Ok(Conv1d {
-            weight: w.weight("weight", &[cout, cin / args.groups.max(1), k])?,
-            bias: if bias { Some(w.tensor("bias", &[cout])?) } else { None },
-            args,
-        })
+        Ok(Conv1d { weight: w.weight("weight", &[cout, cin / args.groups.max(1), k])?, bias: if bias { Some(w.tensor("bias", &[cout])?) } else { None }, args })
     }
     /// x: [n, in, l] -> [n, out, l']
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -186,9 +186,7 @@ fn pick_kernel(op: &str, gpu: &crate::Gpu, kernel: SdpaKernel, d: usize) -> Resu
     Ok(match kernel {
         SdpaKernel::Auto if d <= ROWS_MAX_D && gpu.info().device_type == wgpu::DeviceType::Cpu => SdpaKernel::Rows,
         SdpaKernel::Auto => SdpaKernel::Tiled,
-        SdpaKernel::Rows if d > ROWS_MAX_D => {
-            return Err(Error::arg(op, format!("head dim {d} is over {ROWS_MAX_D}, the limit of the Rows kernel")))
-        }
+        SdpaKernel::Rows if d > ROWS_MAX_D => return Err(Error::arg(op, format!("head dim {d} is over {ROWS_MAX_D}, the limit of the Rows kernel"))),
         k => k,
     })
 }
@@ -243,10 +241,7 @@ impl Tensor {
                 + qv.t.saturating_sub(1) * bias.row_stride
                 + kv.t.saturating_sub(1);
             if qv.t > 0 && kv.t > 0 && last >= bias.tensor.numel() {
-                return Err(Error::arg(
-                    OP,
-                    format!("bias {:?} is too small for its strides (needs index {last})", bias.tensor.shape()),
-                ));
+                return Err(Error::arg(OP, format!("bias {:?} is too small for its strides (needs index {last})", bias.tensor.shape())));
             }
             flags |= HAS_BIAS;
             bias_b = u32_of(OP, bias.batch_stride)?;
@@ -366,13 +361,7 @@ impl Tensor {
         let out = Tensor::empty(self.gpu(), self.shape().to_vec())?;
         let runs = n / d;
         let p = AttentionParams { batch: u32_of(OP, runs)?, d4: u32_of(OP, d / 4)?, ..Default::default() };
-        self.gpu().launch(
-            e::FEATURE_SOFTMAX,
-            &[],
-            &p,
-            &[Some(self.raw()), None, None, None, Some(out.raw())],
-            Grid::threads(runs as u64, 64)?,
-        )?;
+        self.gpu().launch(e::FEATURE_SOFTMAX, &[], &p, &[Some(self.raw()), None, None, None, Some(out.raw())], Grid::threads(runs as u64, 64)?)?;
         Ok(out)
     }
 }

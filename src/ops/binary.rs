@@ -6,15 +6,7 @@ use crate::shaders::{entry::binary as e, Entry};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-params!(BinaryParams {
-    n: u32,
-    rank: u32,
-    alpha: f32,
-    beta: f32,
-    shape: [[u32; 4]; 2],
-    a_strides: [[u32; 4]; 2],
-    b_strides: [[u32; 4]; 2],
-});
+params!(BinaryParams { n: u32, rank: u32, alpha: f32, beta: f32, shape: [[u32; 4]; 2], a_strides: [[u32; 4]; 2], b_strides: [[u32; 4]; 2] });
 
 /// NumPy broadcast of two shapes, or `None` if incompatible.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
@@ -54,8 +46,7 @@ pub fn collapse(shape: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec
         if shape[d] == 1 {
             continue;
         }
-        let mergeable = !s.is_empty()
-            && strides.iter().enumerate().all(|(k, sv)| *st[k].last().unwrap() == sv[d] * shape[d]);
+        let mergeable = !s.is_empty() && strides.iter().enumerate().all(|(k, sv)| *st[k].last().unwrap() == sv[d] * shape[d]);
         if mergeable {
             *s.last_mut().unwrap() *= shape[d];
             for (k, sv) in strides.iter().enumerate() {
@@ -91,8 +82,7 @@ pub(crate) fn pack8(op: &str, v: &[usize]) -> Result<[[u32; 4]; 2]> {
 impl Tensor {
     fn binary(&self, other: &Tensor, entry: Entry, alpha: f32, beta: f32) -> Result<Tensor> {
         same_gpu(entry.name, self.gpu(), &[other])?;
-        let out = broadcast_shape(self.shape(), other.shape())
-            .ok_or_else(|| Error::shape(entry.name, self.shape(), other.shape()))?;
+        let out = broadcast_shape(self.shape(), other.shape()).ok_or_else(|| Error::shape(entry.name, self.shape(), other.shape()))?;
         let sa = broadcast_strides(self.shape(), &out);
         let sb = broadcast_strides(other.shape(), &out);
         let (shape, st) = collapse(&out, &[sa, sb]);

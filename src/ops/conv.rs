@@ -151,13 +151,7 @@ impl Conv1dArgs {
         Conv1dArgs { act, ..self }
     }
     fn to_2d(self) -> Conv2dArgs {
-        Conv2dArgs {
-            stride: (1, self.stride),
-            padding: (0, self.padding),
-            dilation: (1, self.dilation),
-            groups: self.groups,
-            act: self.act,
-        }
+        Conv2dArgs { stride: (1, self.stride), padding: (0, self.padding), dilation: (1, self.dilation), groups: self.groups, act: self.act }
     }
 }
 
@@ -201,20 +195,14 @@ pub fn conv_out_len(op: &str, len: usize, k: usize, stride: usize, pad: usize, d
     let span = dil as i128 * (k as i128 - 1) + 1;
     let num = len as i128 + 2 * pad as i128 - span;
     if num < 0 {
-        return Err(Error::arg(
-            op,
-            format!("output size ≤ 0: input {len} + 2·padding {pad} is shorter than the dilated kernel {span}"),
-        ));
+        return Err(Error::arg(op, format!("output size ≤ 0: input {len} + 2·padding {pad} is shorter than the dilated kernel {span}")));
     }
     Ok((num / stride as i128) as usize + 1)
 }
 
 /// Output length of a transposed convolution, or an error naming the op.
 pub fn conv_transpose_out_len(op: &str, len: usize, k: usize, a: &ConvTranspose1dArgs) -> Result<usize> {
-    let out = (len as i128 - 1) * a.stride as i128 - 2 * a.padding as i128
-        + a.dilation as i128 * (k as i128 - 1)
-        + a.output_padding as i128
-        + 1;
+    let out = (len as i128 - 1) * a.stride as i128 - 2 * a.padding as i128 + a.dilation as i128 * (k as i128 - 1) + a.output_padding as i128 + 1;
     if out <= 0 || len == 0 {
         return Err(Error::arg(op, format!("output size {out} ≤ 0 for input length {len}, kernel {k}, {a:?}")));
     }
@@ -300,8 +288,7 @@ impl Tensor {
         crate::ensure!(cout % g == 0, op, "{cout} output channels are not divisible by groups = {g}");
         crate::ensure!(kh > 0 && kw > 0 && cout > 0, op, "empty weight {:?}", weight.shape());
         if wcin != cin / g {
-            let want: Vec<usize> =
-                if one_d { vec![cout, cin / g, kw] } else { vec![cout, cin / g, kh, kw] };
+            let want: Vec<usize> = if one_d { vec![cout, cin / g, kw] } else { vec![cout, cin / g, kh, kw] };
             return Err(Error::shape(format!("{op}.weight"), want, weight.shape()));
         }
         check_common(op, self, weight, bias, cout)?;
@@ -362,13 +349,7 @@ impl Tensor {
     }
 
     /// [`Tensor::conv_transpose1d`] with an explicit kernel: `Auto`/`General` (tiled) or `Naive`.
-    pub fn conv_transpose1d_with(
-        &self,
-        weight: &Weight,
-        bias: Option<&Tensor>,
-        a: &ConvTranspose1dArgs,
-        kernel: ConvKernel,
-    ) -> Result<Tensor> {
+    pub fn conv_transpose1d_with(&self, weight: &Weight, bias: Option<&Tensor>, a: &ConvTranspose1dArgs, kernel: ConvKernel) -> Result<Tensor> {
         let op = "conv_transpose1d";
         let [n, cin, l] = self.dims(op)?;
         let ws = weight.shape();
@@ -383,12 +364,7 @@ impl Tensor {
         crate::ensure!(cin % g == 0, op, "{cin} input channels are not divisible by groups = {g}");
         crate::ensure!(k > 0 && cout_g > 0, op, "empty weight {ws:?}");
         // PyTorch requires output_padding < max(stride, dilation).
-        crate::ensure!(
-            a.output_padding < a.stride.max(a.dilation),
-            op,
-            "output_padding {} must be smaller than stride or dilation",
-            a.output_padding
-        );
+        crate::ensure!(a.output_padding < a.stride.max(a.dilation), op, "output_padding {} must be smaller than stride or dilation", a.output_padding);
         if wcin != cin {
             return Err(Error::shape("conv_transpose1d.weight", vec![cin, cout_g, k], ws));
         }
@@ -443,13 +419,7 @@ impl Tensor {
         };
         u32_of(op, items as usize)?; // the kernel computes the item count in u32
         let b = bias.map(|b| b.raw());
-        self.gpu().launch(
-            entry,
-            &weight.overrides(),
-            &p,
-            &[Some(self.raw()), Some(weight.raw()), b, Some(y.raw())],
-            Grid::threads(items, wg)?,
-        )?;
+        self.gpu().launch(entry, &weight.overrides(), &p, &[Some(self.raw()), Some(weight.raw()), b, Some(y.raw())], Grid::threads(items, wg)?)?;
         Ok(y)
     }
 }
@@ -490,11 +460,7 @@ fn plan_conv2d(op: &str, p: &mut ConvParams, kernel: ConvKernel) -> Result<Plan>
             let cost_w = slots(wo, P_TA) * slots(ho, P_TB);
             let cost_h = slots(ho, P_TA) * slots(wo, P_TB);
             set_axes(p, cost_h < cost_w);
-            let items = (p.oa as usize).div_ceil(P_TA)
-                * (p.ob as usize).div_ceil(P_TB)
-                * n
-                * cout_g.div_ceil(P_TC)
-                * groups;
+            let items = (p.oa as usize).div_ceil(P_TA) * (p.ob as usize).div_ceil(P_TB) * n * cout_g.div_ceil(P_TC) * groups;
             Plan { entry: e::CONV2D_3X3, params: *p, items: items as u64, wg: WG }
         }
         ConvKernel::Patch3x3 => {

@@ -182,11 +182,7 @@ fn launch(entry: Entry, w_f16: (&'static str, f64), s: &BmmStrided, a: &Tensor, 
     };
     let b_f16 = w_f16.1 != 0.0;
     let naive = entry == e::LINEAR_NAIVE;
-    let groups = if naive {
-        Grid::threads((batches * s.m * s.n) as u64, WG as u32)?
-    } else {
-        Grid::linear(batches as u64 * tiles_m as u64 * tiles_n as u64)?
-    };
+    let groups = if naive { Grid::threads((batches * s.m * s.n) as u64, WG as u32)? } else { Grid::linear(batches as u64 * tiles_m as u64 * tiles_n as u64)? };
     let mut overrides = vec![w_f16];
     if !naive {
         overrides.push(("ALIGNED", if aligned(s, b_f16) { 1.0 } else { 0.0 }));

@@ -5,13 +5,13 @@
 
 pub mod attention;
 pub mod binary;
+pub mod conv;
 pub mod copy;
 pub mod embed;
+pub mod matmul;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
-pub mod matmul;
-pub mod conv;
 pub mod unary;
 
 use crate::device::Gpu;
@@ -124,10 +124,8 @@ mod tests {
         let mirrors = params_mirrors();
         for k in Kernel::ALL {
             let (size, fields) = k.params_layout();
-            let (_, rsize, rfields) = mirrors
-                .iter()
-                .find(|(kk, _, _)| kk == k)
-                .unwrap_or_else(|| panic!("no Rust params mirror registered for shaders/{}.wgsl", k.name()));
+            let (_, rsize, rfields) =
+                mirrors.iter().find(|(kk, _, _)| kk == k).unwrap_or_else(|| panic!("no Rust params mirror registered for shaders/{}.wgsl", k.name()));
             assert_eq!(size as usize, *rsize, "{}: params size", k.name());
             let w: Vec<(&str, usize)> = fields.iter().map(|(n, o)| (*n, *o as usize)).collect();
             assert_eq!(w, rfields.to_vec(), "{}: params fields (name, offset)", k.name());

@@ -86,13 +86,7 @@ impl Tensor {
             pad0: 0,
         };
         let entry = if silu { e::GROUP_NORM_SILU } else { e::GROUP_NORM };
-        self.gpu().launch(
-            entry,
-            &[],
-            &p,
-            &[Some(self.raw()), gamma.map(|t| t.raw()), beta.map(|t| t.raw()), Some(y.raw())],
-            Grid::linear(rows as u64)?,
-        )?;
+        self.gpu().launch(entry, &[], &p, &[Some(self.raw()), gamma.map(|t| t.raw()), beta.map(|t| t.raw()), Some(y.raw())], Grid::linear(rows as u64)?)?;
         Ok(y)
     }
 }
@@ -124,7 +118,17 @@ pub mod reference {
 
     /// x: [n, c, inner] flattened.
     #[allow(clippy::too_many_arguments)]
-    pub fn group_norm(x: &[f32], n: usize, c: usize, inner: usize, groups: usize, gamma: Option<&[f32]>, beta: Option<&[f32]>, eps: f64, silu: bool) -> Vec<f32> {
+    pub fn group_norm(
+        x: &[f32],
+        n: usize,
+        c: usize,
+        inner: usize,
+        groups: usize,
+        gamma: Option<&[f32]>,
+        beta: Option<&[f32]>,
+        eps: f64,
+        silu: bool,
+    ) -> Vec<f32> {
         let mut y = vec![0f32; x.len()];
         let cg = c / groups;
         for b in 0..n {

@@ -36,9 +36,9 @@ pub mod request;
 pub mod settings;
 
 pub use crate::media::image::Picture;
+use request::{check_box, check_inputs};
 pub use request::{AudioClip, ImageSource, Mode, Request, SourceBox, VideoFrames};
 pub use settings::{Overrides, Preset, Sampler, Settings};
-use request::{check_box, check_inputs};
 
 use std::collections::BTreeMap;
 
@@ -46,8 +46,8 @@ use crate::media::image::RgbImage;
 use crate::models::audioldm::{self, AudioLdm};
 use crate::models::clip::{ClipImage, ClipVision};
 use crate::models::detect::{self, crop_source, Detector, MAX_SOURCES};
-use crate::models::ssv2a::cycle_mix::MixInput;
 use crate::models::ssv2a::aggregator::AggregatorMode;
+use crate::models::ssv2a::cycle_mix::MixInput;
 use crate::models::ssv2a::{Aggregator, Ssv2a};
 use crate::rng::Rng;
 use crate::{Error, Gpu, HostTensor, Result, Tensor, Weights};
@@ -339,9 +339,7 @@ impl Pipeline {
         let mode = request.mode()?;
         check_inputs(request)?;
         if !request.texts.is_empty() {
-            return Err(Error::Format(
-                "text sources need CLIP's text tower and the DALLE-2 prior, which this version of ssv2a does not have yet".into(),
-            ));
+            return Err(Error::Format("text sources need CLIP's text tower and the DALLE-2 prior, which this version of ssv2a does not have yet".into()));
         }
         if !request.audios.is_empty() {
             return Err(Error::Format("audio sources need the CLAP audio tower, which this version of ssv2a does not have yet".into()));
@@ -373,7 +371,13 @@ impl Pipeline {
     }
 
     /// Sources of one image (given or detected), with their crops.
-    async fn image_sources(&mut self, images: &[&RgbImage], given: Option<&[SourceBox]>, settings: &Settings, run: &mut Run<'_>) -> Result<Vec<Vec<(SourceBox, RgbImage)>>> {
+    async fn image_sources(
+        &mut self,
+        images: &[&RgbImage],
+        given: Option<&[SourceBox]>,
+        settings: &Settings,
+        run: &mut Run<'_>,
+    ) -> Result<Vec<Vec<(SourceBox, RgbImage)>>> {
         let first = images.first().ok_or_else(|| Error::arg("detect", "no images"))?;
         let size = (first.width, first.height);
         if let Some(boxes) = given {
@@ -398,15 +402,7 @@ impl Pipeline {
         self.done_with(Model::Detector, settings);
         run.event(Stage::Detect, images.len(), images.len());
         run.time(Stage::Detect, t0);
-        Ok(found
-            .into_iter()
-            .map(|srcs| {
-                detect::slot_sources(&srcs)
-                    .iter()
-                    .map(|s| (SourceBox::detected(&s.detection), s.crop.clone()))
-                    .collect()
-            })
-            .collect())
+        Ok(found.into_iter().map(|srcs| detect::slot_sources(&srcs).iter().map(|s| (SourceBox::detected(&s.detection), s.crop.clone())).collect()).collect())
     }
 
     async fn embed(&mut self, images: &[ClipImage<'_>], settings: &Settings, run: &mut Run<'_>) -> Result<HostTensor> {
@@ -479,7 +475,8 @@ impl Pipeline {
         clip_in.extend(srcs.iter().map(|(_, c)| ClipImage::Rgb(c)));
         let e = self.embed(&clip_in, settings, run).await?;
         check_dim(e.shape[1], clip_dim)?;
-        let rows: Vec<(SourceBox, Vec<f32>)> = srcs.iter().enumerate().map(|(k, (b, _))| (b.clone(), e.data[(k + 1) * clip_dim..(k + 2) * clip_dim].to_vec())).collect();
+        let rows: Vec<(SourceBox, Vec<f32>)> =
+            srcs.iter().enumerate().map(|(k, (b, _))| (b.clone(), e.data[(k + 1) * clip_dim..(k + 2) * clip_dim].to_vec())).collect();
         let input = Self::scene_input(&e.data[..clip_dim], &rows, image.weight, slot)?;
         let clap = self.mix(&input, settings, noise, run).await?;
         let mut used = vec![UsedSource::whole(format!("image {}", image.name), image.weight)];
@@ -487,7 +484,13 @@ impl Pipeline {
         Ok((clap.data, vec![used]))
     }
 
-    async fn composition_clap(&mut self, images: &[ImageSource], settings: &Settings, noise: &mut Rng, run: &mut Run<'_>) -> Result<(Vec<f32>, Vec<Vec<UsedSource>>)> {
+    async fn composition_clap(
+        &mut self,
+        images: &[ImageSource],
+        settings: &Settings,
+        noise: &mut Rng,
+        run: &mut Run<'_>,
+    ) -> Result<(Vec<f32>, Vec<Vec<UsedSource>>)> {
         let (clip_dim, slot) = self.ssv2a_dims(run)?;
         if images.len() + 1 > slot {
             return Err(Error::arg("sources", format!("{} images do not fit the remixer's {slot} slots (slot 0 stays empty)", images.len())));
@@ -530,7 +533,8 @@ impl Pipeline {
         let mut row = 0;
         for srcs in &per_frame {
             let global = e.data[row * clip_dim..(row + 1) * clip_dim].to_vec();
-            let rows: Vec<(SourceBox, Vec<f32>)> = srcs.iter().enumerate().map(|(k, (b, _))| (b.clone(), e.data[(row + 1 + k) * clip_dim..(row + 2 + k) * clip_dim].to_vec())).collect();
+            let rows: Vec<(SourceBox, Vec<f32>)> =
+                srcs.iter().enumerate().map(|(k, (b, _))| (b.clone(), e.data[(row + 1 + k) * clip_dim..(row + 2 + k) * clip_dim].to_vec())).collect();
             row += 1 + srcs.len();
             clips.extend(Self::scene_input(&global, &rows, 1.0, slot)?.clips.data);
             let mut u = vec![UsedSource::whole("frame".into(), 1.0)];

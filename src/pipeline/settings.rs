@@ -187,10 +187,7 @@ impl Settings {
             return Err(Error::arg(OP, format!("{} candidates: 1..={MAX_CANDIDATES}", self.generate.candidates)));
         }
         if self.cycle.samples == 0 || self.cycle.var_samples == 0 || self.cycle.its > MAX_CYCLE_ITS || self.cycle.samples > MAX_CYCLE_SAMPLES {
-            return Err(Error::arg(
-                OP,
-                format!("Cycle Mix needs 1..={MAX_CYCLE_SAMPLES} candidates, ≥ 1 var_samples and at most {MAX_CYCLE_ITS} rounds"),
-            ));
+            return Err(Error::arg(OP, format!("Cycle Mix needs 1..={MAX_CYCLE_SAMPLES} candidates, ≥ 1 var_samples and at most {MAX_CYCLE_ITS} rounds")));
         }
         if self.aggregator_var_samples == 0 {
             return Err(Error::arg(OP, "aggregator var_samples must be at least 1"));

@@ -51,11 +51,7 @@ pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
     let available = || super::names(|k| k.convert.is_some()).join(", ");
     let kind = super::kind(job.kind).ok_or_else(|| Error::Format(format!("unknown kind `{}` (available: {})", job.kind, available())))?;
     let Some(convert) = kind.convert else {
-        return Err(Error::Format(format!(
-            "conversion of kind `{}` is not available in this version of ssv2a (available: {})",
-            kind.name,
-            available()
-        )));
+        return Err(Error::Format(format!("conversion of kind `{}` is not available in this version of ssv2a (available: {})", kind.name, available())));
     };
     let config = match job.config {
         Some(p) => {

@@ -36,13 +36,7 @@ pub fn bytes_to_unicode() -> [char; 256] {
 /// Prompt bytes (from a file or a caller that hands over raw bytes) as text, or an error that
 /// names the first invalid byte. Tokenizers take `&str`; this is the bytes entry point.
 pub fn prompt_from_utf8(bytes: &[u8]) -> Result<&str> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        Error::Format(format!(
-            "prompt is not valid UTF-8: invalid byte at offset {} of {}",
-            e.valid_up_to(),
-            bytes.len()
-        ))
-    })
+    std::str::from_utf8(bytes).map_err(|e| Error::Format(format!("prompt is not valid UTF-8: invalid byte at offset {} of {}", e.valid_up_to(), bytes.len())))
 }
 
 /// Python's `str.isspace()`: Unicode White_Space plus U+001C..U+001F (Python counts the

@@ -71,8 +71,7 @@ const NONE: u32 = u32::MAX;
 
 /// The special tokens the slow class matches in the text, and whether each strips whitespace
 /// on its left (`AddedToken(lstrip=...)` in `RobertaTokenizer.__init__`).
-const SPECIAL_TEXT: [(&str, bool); 5] =
-    [("<s>", false), ("<pad>", false), ("</s>", false), ("<unk>", false), ("<mask>", true)];
+const SPECIAL_TEXT: [(&str, bool); 5] = [("<s>", false), ("<pad>", false), ("</s>", false), ("<unk>", false), ("<mask>", true)];
 
 impl RobertaTokenizer {
     /// Parses the two files of a Hugging Face RoBERTa/GPT-2 tokenizer. Errors name the file
@@ -92,16 +91,9 @@ impl RobertaTokenizer {
     fn parse(vocab_json: &[u8], vocab_name: &str, merges_txt: &[u8], merges_name: &str) -> Result<Self> {
         let vocab = parse_vocab(vocab_json, vocab_name)?;
         let id = |tok: &str| vocab.get(tok).copied();
-        let special_id = |tok: &str| {
-            id(tok).ok_or_else(|| Error::Format(format!("{vocab_name}: the special token `{tok}` is missing")))
-        };
-        let special = Special {
-            bos: special_id("<s>")?,
-            pad: special_id("<pad>")?,
-            eos: special_id("</s>")?,
-            unk: special_id("<unk>")?,
-            mask: special_id("<mask>")?,
-        };
+        let special_id = |tok: &str| id(tok).ok_or_else(|| Error::Format(format!("{vocab_name}: the special token `{tok}` is missing")));
+        let special =
+            Special { bos: special_id("<s>")?, pad: special_id("<pad>")?, eos: special_id("</s>")?, unk: special_id("<unk>")?, mask: special_id("<mask>")? };
         let byte_chars = bytes_to_unicode();
         let mut byte_ids = [UNKNOWN; 256];
         for (b, c) in byte_chars.iter().enumerate() {
@@ -150,11 +142,7 @@ impl RobertaTokenizer {
         // One token past the room (after `<s>`) tells whether anything was cut.
         self.tokenize(text, &mut ids, 1 + room + 1);
         let truncated = ids.len() - 1 > room;
-        crate::ensure!(
-            !(truncated && room == 0),
-            "tokenize",
-            "max_length 2 leaves no room for the text's tokens (the Python tokenizer would not truncate)"
-        );
+        crate::ensure!(!(truncated && room == 0), "tokenize", "max_length 2 leaves no room for the text's tokens (the Python tokenizer would not truncate)");
         ids.truncate(1 + room);
         ids.push(self.special.eos);
         let used = ids.len();
@@ -333,11 +321,7 @@ impl Bpe {
                 for k in 0..self.round.len() {
                     let p = self.round[k];
                     let q = self.next[p as usize];
-                    if !self.alive[p as usize]
-                        || q == NONE
-                        || self.ids[p as usize] != left
-                        || self.ids[q as usize] != right
-                    {
+                    if !self.alive[p as usize] || q == NONE || self.ids[p as usize] != left || self.ids[q as usize] != right {
                         continue; // stale: a neighbour merged since this entry was pushed
                     }
                     self.ids[p as usize] = merged;
@@ -436,14 +420,8 @@ fn parse_vocab(bytes: &[u8], name: &str) -> Result<HashMap<String, u32>> {
 /// files end with a newline, and of a file that does not, Python drops the last merge, so
 /// this does too.
 #[allow(clippy::type_complexity)]
-fn parse_merges(
-    bytes: &[u8],
-    name: &str,
-    vocab: &HashMap<String, u32>,
-    vocab_name: &str,
-) -> Result<(HashMap<u64, u32>, Vec<(u32, u32, u32)>)> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| Error::Format(format!("{name}: not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
+fn parse_merges(bytes: &[u8], name: &str, vocab: &HashMap<String, u32>, vocab_name: &str) -> Result<(HashMap<u64, u32>, Vec<(u32, u32, u32)>)> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Format(format!("{name}: not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut lines: Vec<&str> = text.split('\n').collect();
     if !lines[0].starts_with("#version") {
@@ -458,9 +436,7 @@ fn parse_merges(
         let [a, b] = parts[..] else {
             return Err(Error::Format(format!("{}: expected two symbols, found {} in {line:?}", at(), parts.len())));
         };
-        let lookup = |s: &str| {
-            vocab.get(s).copied().ok_or_else(|| Error::Format(format!("{}: symbol {s:?} is not in {vocab_name}", at())))
-        };
+        let lookup = |s: &str| vocab.get(s).copied().ok_or_else(|| Error::Format(format!("{}: symbol {s:?} is not in {vocab_name}", at())));
         let (ia, ib, im) = (lookup(a)?, lookup(b)?, lookup(&format!("{a}{b}"))?);
         let rank = merges.len() as u32;
         if ranks.insert(pair_key(ia, ib), rank).is_some() {

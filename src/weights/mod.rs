@@ -19,8 +19,8 @@ mod random;
 
 use crate::device::Gpu;
 use crate::tensor::{numel, HostTensor, Tensor, Weight, WeightDtype};
-use random::RandomGen;
 use crate::{Error, Result};
+use random::RandomGen;
 
 /// `__metadata__["format"]` of every pack this runtime writes and reads.
 pub const PACK_FORMAT: &str = "ssv2a-pack";
@@ -62,7 +62,9 @@ pub fn check_pack_meta(meta: &BTreeMap<String, String>, src: &str, kind: &str) -
     match meta.get("format").map(|s| s.as_str()) {
         Some(PACK_FORMAT) => {}
         Some(other) => return Err(Error::Format(format!("{src}: format `{other}` is not an ssv2a weight pack; convert the checkpoint with `ssv2a convert`"))),
-        None => return Err(Error::Format(format!("{src}: not an ssv2a weight pack (no `format` in its metadata); convert the checkpoint with `ssv2a convert`"))),
+        None => {
+            return Err(Error::Format(format!("{src}: not an ssv2a weight pack (no `format` in its metadata); convert the checkpoint with `ssv2a convert`")))
+        }
     }
     let v = meta.get("version").map(|s| s.as_str()).unwrap_or("?");
     if v != PACK_VERSION.to_string() {
@@ -79,8 +81,7 @@ pub fn check_pack_meta(meta: &BTreeMap<String, String>, src: &str, kind: &str) -
 
 /// Parse a safetensors header: tensors and metadata. Errors name `name` (the file).
 pub fn parse_header(bytes: &[u8], name: &str) -> Result<(usize, BTreeMap<String, TensorInfo>, BTreeMap<String, String>)> {
-    let (n, meta) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| Error::Format(format!("{name}: not a valid safetensors file ({e:?})")))?;
+    let (n, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::Format(format!("{name}: not a valid safetensors file ({e:?})")))?;
     let tensors = meta.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
     let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
     Ok((8 + n, tensors, metadata))
@@ -357,10 +358,7 @@ pub fn serialize_pack(tensors: &[PackTensor], metadata: &BTreeMap<String, String
             return Err(Error::Format(format!("tensor `{}`: {} bytes for shape {:?} {:?}", t.name, t.data.len(), t.shape, t.dtype)));
         }
         let dt = serde_json::to_value(t.dtype).map_err(|e| Error::Format(e.to_string()))?;
-        header.insert(
-            t.name.clone(),
-            serde_json::json!({"dtype": dt, "shape": t.shape, "data_offsets": [off, off + t.data.len()]}),
-        );
+        header.insert(t.name.clone(), serde_json::json!({"dtype": dt, "shape": t.shape, "data_offsets": [off, off + t.data.len()]}));
         off += t.data.len();
     }
     let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).map_err(|e| Error::Format(e.to_string()))?;

@@ -43,11 +43,7 @@ impl Golden {
 
     /// The `state.*` tensors as a converter source (prefix stripped).
     pub fn state(&self) -> MemSource {
-        let tensors = self
-            .tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("state.").map(|s| (s.to_string(), v.clone())))
-            .collect();
+        let tensors = self.tensors.iter().filter_map(|(k, v)| k.strip_prefix("state.").map(|s| (s.to_string(), v.clone()))).collect();
         MemSource { name: format!("{}.safetensors", self.name), tensors }
     }
 

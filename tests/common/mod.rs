@@ -11,7 +11,11 @@ use ssv2a::Gpu;
 /// FNV-1a over the f32 bits of `Rng::new(seed).normals(n)`: pins the seeded normal stream
 /// (what a seed means for every sampled result) natively and in the browser.
 pub fn normal_stream_digest(seed: u64, n: usize) -> u64 {
-    Rng::new(seed).normals(n).iter().flat_map(|v| v.to_bits().to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    Rng::new(seed)
+        .normals(n)
+        .iter()
+        .flat_map(|v| v.to_bits().to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// `normal_stream_digest(42, 1 << 20)`: a million draws, about 15,000 of them through the

@@ -195,7 +195,6 @@ pub(super) fn extend(v: u32, s: u32) -> i32 {
     }
 }
 
-
 pub(super) fn decode_block(bits: &mut Bits, block: &mut [i16], dc: &Huffman, ac: &Huffman, pred: &mut i32) -> Result<(), String> {
     let s = bits.huff(dc)? as u32;
     let diff = extend(bits.bits(s), s);
@@ -217,7 +216,15 @@ pub(super) fn ac_first(bits: &mut Bits, block: &mut [i16], ac: &Huffman, ss: usi
 /// that is all, in a progressive first AC scan (jdphuff) EOBr also starts an end-of-band run of
 /// 2^r + r more bits − 1 further blocks. The two readers differ only there, also on symbols a
 /// valid file never holds (r in 1..=14 with s = 0 in a sequential scan).
-pub(super) fn ac_run_length(bits: &mut Bits, block: &mut [i16], ac: &Huffman, ss: usize, se: usize, al: u32, mut eobrun: Option<&mut u32>) -> Result<(), String> {
+pub(super) fn ac_run_length(
+    bits: &mut Bits,
+    block: &mut [i16],
+    ac: &Huffman,
+    ss: usize,
+    se: usize,
+    al: u32,
+    mut eobrun: Option<&mut u32>,
+) -> Result<(), String> {
     let mut k = ss;
     while k <= se {
         let rs = bits.huff(ac)?;

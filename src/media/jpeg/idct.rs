@@ -178,7 +178,8 @@ pub(super) fn for_each_smoothed_block(c: &Component, q: &[u16; 64], imcu_rows: u
                         *e = dc(rr, bx as isize + k as isize - 2);
                     }
                 }
-                let [[dc01, dc02, dc03, dc04, dc05], [dc06, dc07, dc08, dc09, dc10], [dc11, dc12, dc13, dc14, dc15], [dc16, dc17, dc18, dc19, dc20], [dc21, dc22, dc23, dc24, dc25]] = d;
+                let [[dc01, dc02, dc03, dc04, dc05], [dc06, dc07, dc08, dc09, dc10], [dc11, dc12, dc13, dc14, dc15], [dc16, dc17, dc18, dc19, dc20], [dc21, dc22, dc23, dc24, dc25]] =
+                    d;
                 let off = (row * c.bw + bx) * 64;
                 ws.copy_from_slice(&c.coefs[off..off + 64]);
                 let q00 = qv(0);
@@ -198,8 +199,30 @@ pub(super) fn for_each_smoothed_block(c: &Component, q: &[u16; 64], imcu_rows: u
                     }
                 };
                 if change_dc {
-                    set(1, -dc01 - dc02 + dc04 + dc05 - 3 * dc06 + 13 * dc07 - 13 * dc09 + 3 * dc10 - 3 * dc11 + 38 * dc12 - 38 * dc14 + 3 * dc15 - 3 * dc16 + 13 * dc17 - 13 * dc19 + 3 * dc20 - dc21 - dc22 + dc24 + dc25);
-                    set(2, -dc01 - 3 * dc02 - 3 * dc03 - 3 * dc04 - dc05 - dc06 + 13 * dc07 + 38 * dc08 + 13 * dc09 - dc10 + dc16 - 13 * dc17 - 38 * dc18 - 13 * dc19 + dc20 + dc21 + 3 * dc22 + 3 * dc23 + 3 * dc24 + dc25);
+                    set(
+                        1,
+                        -dc01 - dc02 + dc04 + dc05 - 3 * dc06 + 13 * dc07 - 13 * dc09 + 3 * dc10 - 3 * dc11 + 38 * dc12 - 38 * dc14 + 3 * dc15 - 3 * dc16
+                            + 13 * dc17
+                            - 13 * dc19
+                            + 3 * dc20
+                            - dc21
+                            - dc22
+                            + dc24
+                            + dc25,
+                    );
+                    set(
+                        2,
+                        -dc01 - 3 * dc02 - 3 * dc03 - 3 * dc04 - dc05 - dc06 + 13 * dc07 + 38 * dc08 + 13 * dc09 - dc10 + dc16
+                            - 13 * dc17
+                            - 38 * dc18
+                            - 13 * dc19
+                            + dc20
+                            + dc21
+                            + 3 * dc22
+                            + 3 * dc23
+                            + 3 * dc24
+                            + dc25,
+                    );
                     set(3, dc03 + 2 * dc07 + 7 * dc08 + 2 * dc09 - 5 * dc12 - 14 * dc13 - 5 * dc14 + 2 * dc17 + 7 * dc18 + 2 * dc19 + dc23);
                     set(4, -dc01 + dc05 + 9 * dc07 - 9 * dc09 - 9 * dc17 + 9 * dc19 + dc21 - dc25);
                     set(5, 2 * dc07 - 5 * dc08 + 2 * dc09 + dc11 + 7 * dc12 - 14 * dc13 + 7 * dc14 + dc15 + 2 * dc17 - 5 * dc18 + 2 * dc19);
@@ -207,7 +230,21 @@ pub(super) fn for_each_smoothed_block(c: &Component, q: &[u16; 64], imcu_rows: u
                     set(7, dc07 - 3 * dc08 + dc09 - dc17 + 3 * dc18 - dc19);
                     set(8, dc07 - dc09 - 3 * dc12 + 3 * dc14 + dc17 - dc19);
                     set(9, dc07 + 2 * dc08 + dc09 - dc17 - 2 * dc18 - dc19);
-                    let num = -2 * dc01 - 6 * dc02 - 8 * dc03 - 6 * dc04 - 2 * dc05 - 6 * dc06 + 6 * dc07 + 42 * dc08 + 6 * dc09 - 6 * dc10 - 8 * dc11 + 42 * dc12 + 152 * dc13 + 42 * dc14 - 8 * dc15 - 6 * dc16 + 6 * dc17 + 42 * dc18 + 6 * dc19 - 6 * dc20 - 2 * dc21 - 6 * dc22 - 8 * dc23 - 6 * dc24 - 2 * dc25;
+                    let num = -2 * dc01 - 6 * dc02 - 8 * dc03 - 6 * dc04 - 2 * dc05 - 6 * dc06 + 6 * dc07 + 42 * dc08 + 6 * dc09 - 6 * dc10 - 8 * dc11
+                        + 42 * dc12
+                        + 152 * dc13
+                        + 42 * dc14
+                        - 8 * dc15
+                        - 6 * dc16
+                        + 6 * dc17
+                        + 42 * dc18
+                        + 6 * dc19
+                        - 6 * dc20
+                        - 2 * dc21
+                        - 6 * dc22
+                        - 8 * dc23
+                        - 6 * dc24
+                        - 2 * dc25;
                     ws[0] = predict(q00 * num, q00, None);
                 } else {
                     set(1, -7 * dc11 + 50 * dc12 - 50 * dc14 + 7 * dc15);

@@ -88,9 +88,8 @@ impl Jpeg {
 /// Zig-zag position → natural (row-major) position, with 16 extra entries so that corrupt run
 /// lengths past 63 land on the last coefficient instead of out of bounds (as libjpeg's table).
 const NATURAL: [usize; 80] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
-    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
-    54, 47, 55, 62, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63,
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29,
+    22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63,
 ];
 
 /// Decode a JPEG file's bytes. Errors are one line, without the file name (the caller adds it).
@@ -144,7 +143,17 @@ impl<'a> Decoder<'a> {
         if !data.starts_with(&[0xFF, 0xD8]) {
             return Err("not a JPEG (no start-of-image marker)".into());
         }
-        Ok(Decoder { data, pos: 2, quant: [None; 4], dc: [None, None, None, None], ac: [None, None, None, None], frame: None, restart_interval: 0, jfif: false, adobe: None })
+        Ok(Decoder {
+            data,
+            pos: 2,
+            quant: [None; 4],
+            dc: [None, None, None, None],
+            ac: [None, None, None, None],
+            frame: None,
+            restart_interval: 0,
+            jfif: false,
+            adobe: None,
+        })
     }
 
     /// The next marker code, skipping fill bytes and (as libjpeg, with a warning there)
@@ -391,7 +400,8 @@ impl<'a> Decoder<'a> {
             }
         }
         // Each scan component's tables (checked present above for what this scan decodes).
-        let tables: Vec<(Option<&Huffman>, Option<&Huffman>)> = sel.iter().map(|&(_, td, ta)| (self.dc.get(td).and_then(Option::as_ref), self.ac.get(ta).and_then(Option::as_ref))).collect();
+        let tables: Vec<(Option<&Huffman>, Option<&Huffman>)> =
+            sel.iter().map(|&(_, td, ta)| (self.dc.get(td).and_then(Option::as_ref), self.ac.get(ta).and_then(Option::as_ref))).collect();
         let undefined = || "scan uses an undefined Huffman table".to_string();
         let data = self.data;
         let mut bits = Bits::new(data, self.pos);

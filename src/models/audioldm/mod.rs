@@ -203,10 +203,7 @@ pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
         components.push(clap::TEXT_COMPONENT);
     }
     if components.is_empty() && text_err.is_none() {
-        return Err(Error::Format(format!(
-            "{}: no AudioLDM weights found (expected model.diffusion_model.*, first_stage_model.* keys)",
-            src.describe()
-        )));
+        return Err(Error::Format(format!("{}: no AudioLDM weights found (expected model.diffusion_model.*, first_stage_model.* keys)", src.describe())));
     }
     check_config(src, cfg, &components)?;
     if let Some(e) = text_err {
@@ -288,11 +285,7 @@ impl Decoder {
         if scale.data.len() != 1 || !scale.data[0].is_finite() || scale.data[0] == 0.0 {
             return Err(Error::Format(format!("{}: scale_factor must be one non-zero number", w.source())));
         }
-        Ok(Decoder {
-            vae: Vae::load(w, &cfg.vae)?,
-            vocoder: HifiGan::load(&w.sub("first_stage_model.vocoder"), &cfg.vocoder)?,
-            scale_factor: scale.data[0],
-        })
+        Ok(Decoder { vae: Vae::load(w, &cfg.vae)?, vocoder: HifiGan::load(&w.sub("first_stage_model.vocoder"), &cfg.vocoder)?, scale_factor: scale.data[0] })
     }
 
     /// The official rule before decoding: if max |latent| over the whole batch exceeds 100,

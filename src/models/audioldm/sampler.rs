@@ -148,13 +148,7 @@ impl Ddim {
             return Err(Error::arg("ddim", format!("step index {index} of {}", self.len())));
         }
         let (a, ap, s) = (self.alphas[index], self.alphas_prev[index], self.sigmas[index]);
-        Ok(DdimCoef {
-            sqrt_one_minus_a: (1.0 - a).sqrt(),
-            sqrt_a: a.sqrt(),
-            sqrt_a_prev: ap.sqrt(),
-            dir: (1.0 - ap - s * s).sqrt(),
-            sigma: s,
-        })
+        Ok(DdimCoef { sqrt_one_minus_a: (1.0 - a).sqrt(), sqrt_a: a.sqrt(), sqrt_a_prev: ap.sqrt(), dir: (1.0 - ap - s * s).sqrt(), sigma: s })
     }
 
     /// `p_sample_ddim` given ε: returns (x_prev, pred_x0). `noise` is required when σ ≠ 0.
@@ -225,7 +219,10 @@ impl DpmSolver {
             }
         };
         if timesteps.iter().any(|&t| t < 0 || t as usize >= t_train) || timesteps.windows(2).any(|w| w[0] <= w[1]) {
-            return Err(Error::arg("dpm-solver", format!("{steps} steps with {spacing:?} give timesteps {timesteps:?}, outside 0..{t_train} or not decreasing")));
+            return Err(Error::arg(
+                "dpm-solver",
+                format!("{steps} steps with {spacing:?} give timesteps {timesteps:?}, outside 0..{t_train} or not decreasing"),
+            ));
         }
         let ac = schedule.alphas_cumprod();
         let mut sigmas: Vec<f32> = timesteps

@@ -177,9 +177,7 @@ impl UnetConfig {
             return Err(Error::Format("UNet config: either num_heads or num_head_channels must be set".into()));
         };
         if heads == 0 || !ch.is_multiple_of(heads) || !(ch / heads).is_multiple_of(4) {
-            return Err(Error::Format(format!(
-                "UNet config: {ch} channels in {heads} heads: the head width must be a whole multiple of 4"
-            )));
+            return Err(Error::Format(format!("UNet config: {ch} channels in {heads} heads: the head width must be a whole multiple of 4")));
         }
         Ok((heads, ch / heads))
     }
@@ -347,11 +345,7 @@ impl ResBlock {
             emb_proj: Linear::load(&w.sub("emb_layers.1"), emb_dim, cout, true)?,
             out_norm: GroupNorm::load(&w.sub("out_layers.0"), GN_GROUPS, cout, GN_EPS)?,
             out_conv: Conv2d::load(&w.sub("out_layers.3"), cout, cout, 3, c3, true)?,
-            skip_connection: if cin != cout {
-                Some(Conv2d::load(&w.sub("skip_connection"), cin, cout, 1, Conv2dArgs::new(1, 0), true)?)
-            } else {
-                None
-            },
+            skip_connection: if cin != cout { Some(Conv2d::load(&w.sub("skip_connection"), cin, cout, 1, Conv2dArgs::new(1, 0), true)?) } else { None },
         })
     }
 

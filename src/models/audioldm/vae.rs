@@ -44,15 +44,7 @@ impl VaeConfig {
     /// `audioldm-s-full-v2` (audioldm 0.1.1 `default_audioldm_config`).
     pub fn s_full_v2() -> VaeConfig {
         VaeConfig {
-            ddconfig: DdConfig {
-                ch: 128,
-                out_ch: 1,
-                ch_mult: vec![1, 2, 4],
-                num_res_blocks: 2,
-                attn_resolutions: vec![],
-                z_channels: 8,
-                resolution: 256,
-            },
+            ddconfig: DdConfig { ch: 128, out_ch: 1, ch_mult: vec![1, 2, 4], num_res_blocks: 2, attn_resolutions: vec![], z_channels: 8, resolution: 256 },
             embed_dim: 8,
         }
     }

@@ -84,7 +84,8 @@ pub async fn uncond_from_pack(w: &Weights) -> Result<Option<Vec<f32>>> {
 /// [`UNCOND_TENSOR`] (f32, [joint_embed_shape]). Returns whether it did; a plan without the
 /// tower is left as it is.
 pub async fn add_uncond_embedding(gpu: &Gpu, plan: &mut Plan, src: &dyn TensorSource) -> Result<bool> {
-    let cfg: AudioLdmConfig = AudioLdmConfig::from_json(&serde_json::from_str(&plan.config_json).map_err(|e| Error::Format(format!("AudioLDM plan config: {e}")))?)?;
+    let cfg: AudioLdmConfig =
+        AudioLdmConfig::from_json(&serde_json::from_str(&plan.config_json).map_err(|e| Error::Format(format!("AudioLDM plan config: {e}")))?)?;
     let Some(c) = cfg.clap_text.as_ref() else { return Ok(false) };
     if plan.tensors.iter().any(|t| t.name == UNCOND_TENSOR) {
         return Err(Error::Format(format!("{}: the plan already has `{UNCOND_TENSOR}`", src.describe())));

@@ -118,9 +118,7 @@ impl TextConfig {
 }
 
 fn dim(src: &dyn TensorSource, name: &str, axis: usize) -> Result<usize> {
-    src.shape(name)
-        .and_then(|s| s.get(axis).copied())
-        .ok_or_else(|| Error::MissingWeight(format!("{}: {name}", src.describe())))
+    src.shape(name).and_then(|s| s.get(axis).copied()).ok_or_else(|| Error::MissingWeight(format!("{}: {name}", src.describe())))
 }
 
 /// Buffers of a `RobertaModel` state dict that carry no weights (older transformers saved them).
@@ -311,7 +309,12 @@ impl TextTokens {
         if l > c.max_len() {
             return Err(Error::arg(
                 OP,
-                format!("{l} tokens per sequence: this model takes at most {} (max_position_embeddings {} − pad id {} − 1)", c.max_len(), c.max_position_embeddings, c.pad_token_id),
+                format!(
+                    "{l} tokens per sequence: this model takes at most {} (max_position_embeddings {} − pad id {} − 1)",
+                    c.max_len(),
+                    c.max_position_embeddings,
+                    c.pad_token_id
+                ),
             ));
         }
         let mut out = Vec::with_capacity(ids.data.len());
@@ -433,7 +436,10 @@ impl ClapText {
         let c = &self.config;
         let (b, l, h) = (tokens.batch, tokens.len, c.hidden_size);
         if tokens.ids.len() != b * l || tokens.mask.len() != b * l || b == 0 || l == 0 || l > c.max_len() {
-            return Err(Error::arg("clap text", format!("{b}×{l} tokens with {} ids and {} mask values (at most {} per row)", tokens.ids.len(), tokens.mask.len(), c.max_len())));
+            return Err(Error::arg(
+                "clap text",
+                format!("{b}×{l} tokens with {} ids and {} mask values (at most {} per row)", tokens.ids.len(), tokens.mask.len(), c.max_len()),
+            ));
         }
         if let Some(bad) = tokens.ids.iter().find(|&&i| i as usize >= c.vocab_size) {
             return Err(Error::arg("clap text", format!("token id {bad} is outside the vocabulary of {}", c.vocab_size)));

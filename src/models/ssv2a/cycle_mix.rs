@@ -175,7 +175,8 @@ impl Ssv2a {
         const OP: &str = "cycle mix";
         let cfg = &self.config;
         let (cd, m, c) = (cfg.clip_dim, cfg.manifold_dim, cfg.clap_dim);
-        let [b, slot, d] = <[usize; 3]>::try_from(input.clips.shape.as_slice()).map_err(|_| Error::shape(OP, "clips [B, slot, clip_dim]", &input.clips.shape))?;
+        let [b, slot, d] =
+            <[usize; 3]>::try_from(input.clips.shape.as_slice()).map_err(|_| Error::shape(OP, "clips [B, slot, clip_dim]", &input.clips.shape))?;
         if d != cd || b == 0 || slot == 0 {
             return Err(Error::shape(OP, format!("clips [B ≥ 1, slot ≥ 1, {cd}]"), &input.clips.shape));
         }
@@ -264,7 +265,15 @@ impl Ssv2a {
     }
 
     /// The S unit-norm candidates of round `i`: [B, S, C] flattened.
-    async fn candidates(&self, src: &HostTensor, clips: &HostTensor, clips_t: &Tensor, i: usize, opts: &CycleMixOptions, noise: &mut dyn Noise) -> Result<Vec<f32>> {
+    async fn candidates(
+        &self,
+        src: &HostTensor,
+        clips: &HostTensor,
+        clips_t: &Tensor,
+        i: usize,
+        opts: &CycleMixOptions,
+        noise: &mut dyn Noise,
+    ) -> Result<Vec<f32>> {
         let gpu = clips_t.gpu();
         let [b, slot, m] = [src.shape[0], src.shape[1], src.shape[2]];
         let cd = clips.shape[2];

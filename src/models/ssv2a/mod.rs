@@ -169,15 +169,7 @@ impl Config {
             remixer: RemixerConfig {
                 slot: 64,
                 guidance: "manifold".into(),
-                styler: StylerConfig {
-                    variational: true,
-                    arch: "transformer".into(),
-                    embed_dim: 768,
-                    num_layers: 1,
-                    nhead: 8,
-                    dropout: 0.2,
-                    exp_rate: 1,
-                },
+                styler: StylerConfig { variational: true, arch: "transformer".into(), embed_dim: 768, num_layers: 1, nhead: 8, dropout: 0.2, exp_rate: 1 },
             },
         }
     }
@@ -262,11 +254,8 @@ pub fn plan(src: &dyn TensorSource, cfg: &Config) -> Result<Plan> {
 /// Strictness on the source side: every tensor under `prefixes` must be in `known`.
 pub(crate) fn check_unexpected<'a>(src: &dyn TensorSource, known: impl Iterator<Item = &'a str>, prefixes: &[&str]) -> Result<()> {
     let known: BTreeSet<&str> = known.collect();
-    let extra: Vec<String> = src
-        .names()
-        .into_iter()
-        .filter(|n| (prefixes.is_empty() || prefixes.iter().any(|p| n.starts_with(p))) && !known.contains(n.as_str()))
-        .collect();
+    let extra: Vec<String> =
+        src.names().into_iter().filter(|n| (prefixes.is_empty() || prefixes.iter().any(|p| n.starts_with(p))) && !known.contains(n.as_str())).collect();
     if extra.is_empty() {
         Ok(())
     } else {

@@ -276,7 +276,11 @@ impl Remixer {
         let [b, s, m] = src.dims("remixer src")?;
         let want = [b, s, st.clip_dim];
         if m != st.src_dim || clips.shape() != want || b == 0 || s == 0 {
-            return Err(Error::shape("remixer", format!("src [B, S, {}] and clips {want:?}", st.src_dim), format!("{:?} and {:?}", src.shape(), clips.shape())));
+            return Err(Error::shape(
+                "remixer",
+                format!("src [B, S, {}] and clips {want:?}", st.src_dim),
+                format!("{:?} and {:?}", src.shape(), clips.shape()),
+            ));
         }
         let e = st.embed_dim;
         let x = st.in_proj.forward(&Tensor::concat(&[src, clips], 2)?)?; // [B, S, E]

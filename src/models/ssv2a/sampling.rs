@@ -122,10 +122,7 @@ impl From<usize> for VarSamples {
 pub fn average_of_samples(mu: &[f32], logvar: &[f32], eps: &[f32], n: usize) -> Result<Vec<f32>> {
     let m = mu.len();
     if logvar.len() != m || eps.len() != n * m || n == 0 {
-        return Err(Error::arg(
-            "average_of_samples",
-            format!("mu {m}, logvar {} and eps {} values for N = {n} (want N·{m})", logvar.len(), eps.len()),
-        ));
+        return Err(Error::arg("average_of_samples", format!("mu {m}, logvar {} and eps {} values for N = {n} (want N·{m})", logvar.len(), eps.len())));
     }
     let std: Vec<f32> = logvar.iter().map(|&l| (0.5f32 * l).exp()).collect();
     let nf = n as f32;

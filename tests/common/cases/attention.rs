@@ -30,16 +30,7 @@ fn qkv(seed: u64, n: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
 
 /// Upload token-major q/k/v, run `opts` on `kernel`, compare with the reference.
 #[allow(clippy::too_many_arguments)]
-async fn check(
-    gpu: &Gpu,
-    what: &str,
-    n: Dims,
-    seed: u64,
-    opts: Sdpa<'_>,
-    bias: Option<ar::Bias<'_>>,
-    kernel: SdpaKernel,
-    tol: Tol,
-) -> R {
+async fn check(gpu: &Gpu, what: &str, n: Dims, seed: u64, opts: Sdpa<'_>, bias: Option<ar::Bias<'_>>, kernel: SdpaKernel, tol: Tol) -> R {
     let (q, k, v) = qkv(seed, n);
     let tq = Tensor::from_slice(gpu, &q, [n.b, n.tq, n.heads * n.d]).map_err(e)?;
     let tk = Tensor::from_slice(gpu, &k, [n.b, n.tk, n.kv_heads * n.d]).map_err(e)?;
@@ -257,12 +248,7 @@ pub async fn efficient_attention(gpu: &Gpu) -> R {
         let tv = Tensor::from_slice(gpu, &v, [b, s, f]).map_err(e)?;
         let got = tq.efficient_attention_with(&tk, &tv, heads, kernel).map_err(e)?;
         let want = ar::efficient_attention(&q, &k, &v, b, t, s, heads, d);
-        assert_close(
-            &format!("efficient_attention b={b} t={t} s={s} heads={heads} d={d} {kernel:?}"),
-            &got.to_vec().await.map_err(e)?,
-            &want,
-            REDUCTION,
-        )?;
+        assert_close(&format!("efficient_attention b={b} t={t} s={s} heads={heads} d={d} {kernel:?}"), &got.to_vec().await.map_err(e)?, &want, REDUCTION)?;
     }
     Ok(())
 }

@@ -75,10 +75,7 @@ async fn check_conv2d(gpu: &Gpu, i: usize, c: &C2) -> R {
     let bias = c.bias.then_some(&b);
     let want = cr::conv2d(&HostTensor::new(xs.to_vec(), xv).map_err(e)?, &wh, c.bias.then_some(&bv[..]), &c.args);
     for kernel in kernels_for(c.k, &c.args) {
-        let what = format!(
-            "conv2d case {i} {kernel:?} x{xs:?} k{:?} {:?} bias={} {:?}",
-            c.k, c.args, c.bias, c.dtype
-        );
+        let what = format!("conv2d case {i} {kernel:?} x{xs:?} k{:?} {:?} bias={} {:?}", c.k, c.args, c.bias, c.dtype);
         let y = x.conv2d_with(&w, bias, &c.args, kernel).map_err(|err| format!("{what}: {err}"))?;
         if y.shape() != want.shape.as_slice() {
             return Err(format!("{what}: shape {:?}, expected {:?}", y.shape(), want.shape));
@@ -193,11 +190,8 @@ async fn check_conv_transpose1d(gpu: &Gpu, i: usize, c: &CT) -> R {
     let b = Tensor::from_slice(gpu, &bv, [c.cout]).map_err(e)?;
     let want = cr::conv_transpose1d(&HostTensor::new(xs.to_vec(), xv).map_err(e)?, &wh, c.bias.then_some(&bv[..]), &c.args);
     for kernel in [ConvKernel::Auto, ConvKernel::Naive] {
-        let what =
-            format!("conv_transpose1d case {i} {kernel:?} x{xs:?} k{} {:?} bias={} {:?}", c.k, c.args, c.bias, c.dtype);
-        let y = x
-            .conv_transpose1d_with(&w, c.bias.then_some(&b), &c.args, kernel)
-            .map_err(|err| format!("{what}: {err}"))?;
+        let what = format!("conv_transpose1d case {i} {kernel:?} x{xs:?} k{} {:?} bias={} {:?}", c.k, c.args, c.bias, c.dtype);
+        let y = x.conv_transpose1d_with(&w, c.bias.then_some(&b), &c.args, kernel).map_err(|err| format!("{what}: {err}"))?;
         if y.shape() != want.shape.as_slice() {
             return Err(format!("{what}: shape {:?}, expected {:?}", y.shape(), want.shape));
         }

@@ -57,7 +57,12 @@ pub async fn copy_all(gpu: &Gpu) -> R {
     if got.shape() != [1, 2, 6, 10] {
         return Err(format!("upsample shape {:?}", got.shape()));
     }
-    let want: Vec<f32> = (0..120).map(|i| { let (c, y, x) = (i / 60, (i / 10) % 6, i % 10); u[c * 15 + (y / 2) * 5 + x / 2] }).collect();
+    let want: Vec<f32> = (0..120)
+        .map(|i| {
+            let (c, y, x) = (i / 60, (i / 10) % 6, i % 10);
+            u[c * 15 + (y / 2) * 5 + x / 2]
+        })
+        .collect();
     assert_close("upsample_nearest 2d", &got.to_vec().await.map_err(e)?, &want, EXACT)?;
     let v = rand(1105, 56);
     let tv = Tensor::from_slice(gpu, &v, [2, 4, 7]).map_err(e)?;

@@ -13,7 +13,9 @@ pub async fn gather(gpu: &Gpu) -> R {
             let got = w.gather_rows(&ids).map_err(e)?.to_vec().await.map_err(e)?;
             let want: Vec<f32> = ids
                 .iter()
-                .flat_map(|&i| table[i as usize * dim..(i as usize + 1) * dim].iter().map(|&v| if dtype == WeightDtype::F16 { half::f16::from_f32(v).to_f32() } else { v }))
+                .flat_map(|&i| {
+                    table[i as usize * dim..(i as usize + 1) * dim].iter().map(|&v| if dtype == WeightDtype::F16 { half::f16::from_f32(v).to_f32() } else { v })
+                })
                 .collect();
             assert_close(&format!("gather_rows {rows}x{dim} {dtype:?}"), &got, &want, Tol { abs: 0.0, rel: 0.0 })?;
             if w.gather_rows(&[rows as u32]).is_ok() {

@@ -19,19 +19,8 @@ const ACTS: [Act; 7] = [Act::None, Act::Gelu, Act::GeluTanh, Act::QuickGelu, Act
 
 /// (m, n, k): size 1, primes, just above the 8×16 thread block and the 64×128 workgroup
 /// block, k = 1, 3, 5, 127 (tails), 1024 with small m, one row / one column (lane layouts).
-const LINEAR_SHAPES: &[(usize, usize, usize)] = &[
-    (1, 1, 1),
-    (1, 7, 3),
-    (3, 5, 5),
-    (9, 17, 4),
-    (37, 41, 43),
-    (65, 129, 16),
-    (13, 31, 127),
-    (3, 70, 1024),
-    (1, 300, 64),
-    (300, 1, 64),
-    (130, 20, 12),
-];
+const LINEAR_SHAPES: &[(usize, usize, usize)] =
+    &[(1, 1, 1), (1, 7, 3), (3, 5, 5), (9, 17, 4), (37, 41, 43), (65, 129, 16), (13, 31, 127), (3, 70, 1024), (1, 300, 64), (300, 1, 64), (130, 20, 12)];
 
 async fn check_linear(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: WeightDtype, bias: bool, act: Act, kernel: MatmulKernel, seed: u64) -> R {
     let what = format!("linear m={m} n={n} k={k} {dtype:?} bias={bias} {act:?} {kernel:?}");
@@ -111,16 +100,8 @@ pub async fn linear_layouts(gpu: &Gpu) -> R {
 /// `bmm` with trans_b both ways: batch 1, odd sizes, tails in k, edges in m and n, and a
 /// batch of 70 000 tiny products (more than 65 535 workgroups: the grid is folded into y).
 pub async fn bmm_shapes(gpu: &Gpu) -> R {
-    let shapes: &[(usize, usize, usize, usize)] = &[
-        (1, 1, 1, 1),
-        (2, 7, 5, 3),
-        (3, 65, 129, 33),
-        (2, 17, 64, 128),
-        (1, 9, 300, 6),
-        (4, 1, 20, 64),
-        (2, 130, 1, 8),
-        (70_000, 1, 2, 3),
-    ];
+    let shapes: &[(usize, usize, usize, usize)] =
+        &[(1, 1, 1, 1), (2, 7, 5, 3), (3, 65, 129, 33), (2, 17, 64, 128), (1, 9, 300, 6), (4, 1, 20, 64), (2, 130, 1, 8), (70_000, 1, 2, 3)];
     for (i, &(bt, m, n, k)) in shapes.iter().enumerate() {
         for trans_b in [false, true] {
             let what = format!("bmm bt={bt} m={m} n={n} k={k} trans_b={trans_b}");
@@ -161,17 +142,7 @@ pub async fn bmm_strided_heads(gpu: &Gpu) -> R {
         let tv = Tensor::from_slice(gpu, &v, [bsz, t, h, d]).map_err(e)?;
         let head = MatView { offset: 0, batch_strides: [t * h * d, d], row_stride: h * d };
         let scores_view = MatView::packed(h, t, t);
-        let s1 = BmmStrided {
-            batch: [bsz, h],
-            m: t,
-            n: t,
-            k: d,
-            trans_b: true,
-            alpha: 1.0 / (d as f32).sqrt(),
-            a: head,
-            b: head,
-            c: scores_view,
-        };
+        let s1 = BmmStrided { batch: [bsz, h], m: t, n: t, k: d, trans_b: true, alpha: 1.0 / (d as f32).sqrt(), a: head, b: head, c: scores_view };
         let scores = Tensor::empty(gpu, [bsz, h, t, t]).map_err(e)?;
         tq.bmm_strided_into(&tk, &scores, &s1).map_err(e)?;
         let mut want_s = vec![0f32; bsz * h * t * t];

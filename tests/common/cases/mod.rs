@@ -5,13 +5,13 @@
 
 pub mod attention;
 pub mod binary;
+pub mod conv;
 pub mod copy;
 pub mod embed;
+pub mod matmul;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
-pub mod matmul;
-pub mod conv;
 pub mod unary;
 pub mod weights;
 

@@ -28,7 +28,9 @@ pub async fn layer_norm(gpu: &Gpu) -> R {
 
 pub async fn group_norm(gpu: &Gpu) -> R {
     // (n, c, h, w, groups)
-    for (i, (n, c, h, w, g)) in [(1usize, 4usize, 1usize, 1usize, 2usize), (2, 6, 5, 7, 3), (1, 64, 17, 3, 32), (2, 32, 33, 16, 32), (1, 3, 10, 5, 1)].into_iter().enumerate() {
+    for (i, (n, c, h, w, g)) in
+        [(1usize, 4usize, 1usize, 1usize, 2usize), (2, 6, 5, 7, 3), (1, 64, 17, 3, 32), (2, 32, 33, 16, 32), (1, 3, 10, 5, 1)].into_iter().enumerate()
+    {
         let inner = h * w;
         let x: Vec<f32> = rand(800 + i as u64, n * c * inner).iter().map(|v| v * 2.0 - 0.7).collect();
         let gm = rand(900 + i as u64, c);
