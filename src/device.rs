@@ -457,7 +457,7 @@ impl Gpu {
         if groups.iter().any(|&g| g > MAX_WORKGROUPS_PER_DIM) {
             return Err(Error::Device(format!("{}: grid {groups:?} exceeds 65535 per dimension", entry.name)));
         }
-        if groups.iter().any(|&g| g == 0) {
+        if groups.contains(&0) {
             return Ok(());
         }
         let (pipeline, bgl) = self.pipeline(entry, overrides);

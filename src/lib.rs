@@ -24,6 +24,10 @@
 //!   registered in `tests/ops.rs` and `tests/web.rs`. To add a model kind: one entry in
 //!   [`registry::KINDS`]. To add a run setting: one field of [`pipeline::Overrides`].
 
+// wasm32 runs on one thread; the same `Arc`s hold `Send + Sync` wgpu types natively, where the
+// lint does not fire.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
 pub mod bench;
 pub mod bench_conv;
 pub mod clock;

@@ -157,8 +157,9 @@ fn fill_normal_blocks(jobs: &mut [(&mut [f32], u64)]) {
             let per = jobs.len().div_ceil(threads);
             // Each part sits in a slot the worker takes it from; a part whose thread cannot
             // be started is taken and run here instead (never a panic).
-            let slots: Vec<std::sync::Mutex<Option<&mut [(&mut [f32], u64)]>>> = jobs.chunks_mut(per).map(|p| std::sync::Mutex::new(Some(p))).collect();
-            let take = |slot: &std::sync::Mutex<Option<&mut [(&mut [f32], u64)]>>| slot.lock().map(|mut g| g.take()).unwrap_or(None).map(run);
+            type Slot<'a, 'b> = std::sync::Mutex<Option<&'a mut [(&'b mut [f32], u64)]>>;
+            let slots: Vec<Slot> = jobs.chunks_mut(per).map(|p| std::sync::Mutex::new(Some(p))).collect();
+            let take = |slot: &Slot| slot.lock().map(|mut g| g.take()).unwrap_or(None).map(run);
             std::thread::scope(|sc| {
                 for slot in &slots[1..] {
                     if std::thread::Builder::new().spawn_scoped(sc, move || take(slot)).is_err() {
@@ -177,7 +178,7 @@ fn fill_normal_blocks(jobs: &mut [(&mut [f32], u64)]) {
 /// R is the start of the tail, `ZIG_X[0] = V / f(R)` the base layer's virtual width,
 /// `ZIG_X[i + 1] = f⁻¹(V / ZIG_X[i] + f(ZIG_X[i]))`, `ZIG_X[256] = 0`, `ZIG_F[i] = f(ZIG_X[i])` with
 /// f(x) = exp(−x²/2). Generated once in f64 and committed (test `ziggurat_tables_are_the_recurrence`).
-const ZIG_R: f64 = 3.6541528853610088;
+const ZIG_R: f64 = 3.654_152_885_361_009;
 /// Layer edges.
 const ZIG_X: [f64; 257] = [
     3.91075795953709,

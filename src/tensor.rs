@@ -127,7 +127,7 @@ impl Tensor {
         let mut shape: Vec<usize> = shape.into();
         if let Some(i) = shape.iter().position(|&d| d == usize::MAX) {
             let rest: usize = shape.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, d)| *d).product();
-            if rest == 0 || self.numel() % rest != 0 {
+            if rest == 0 || !self.numel().is_multiple_of(rest) {
                 return Err(Error::shape("reshape", &self.shape, &shape));
             }
             shape[i] = self.numel() / rest;

@@ -121,7 +121,7 @@ impl Generator {
         cancelled: js_sys::Function,
     ) -> Result<Vec<f32>, JsError> {
         use crate::pipeline::Picture;
-        let pixels = width.checked_mul(height).unwrap_or(usize::MAX);
+        let pixels = width.saturating_mul(height);
         if width == 0 || height == 0 || pixels.checked_mul(4) != Some(rgba.len()) {
             return Err(JsError::new(&format!("image: {} bytes for {width}×{height} RGBA", rgba.len())));
         }

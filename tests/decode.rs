@@ -54,7 +54,7 @@ fn decodes_exactly_as_pillow() {
         let bytes = std::fs::read(&file).unwrap();
         let got = decode(&bytes);
         if name.contains("arithmetic") {
-            let e = got.err().expect("arithmetic-coded JPEG decoded");
+            let e = got.expect_err("arithmetic-coded JPEG decoded");
             assert!(e.contains("arithmetic"), "{e}");
             report.push(format!("{name}: error as intended: {e}"));
             continue;

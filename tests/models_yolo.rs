@@ -257,7 +257,7 @@ fn ssv2a_predict_call_matches_ultralytics() {
             let found = det.detect(&gpu, &img, imgsz, &Settings { top_k: None, ..s.clone() }).await.map_err(e)?;
             set_matches(case, &found.detections, g.get(&format!("out.{case}.boxes")), g.get(&format!("out.{case}.conf")), g.get(&format!("out.{case}.cls")))?;
             // The batch API: crops of the first image's size, at most top_k.
-            let srcs = det.sources(&gpu, &[img.clone()], &s).await.map_err(e)?;
+            let srcs = det.sources(&gpu, std::slice::from_ref(&img), &s).await.map_err(e)?;
             assert_eq!(srcs.len(), 1);
             assert_eq!(srcs[0].len(), found.detections.len().min(16));
             for src in &srcs[0] {
@@ -329,7 +329,7 @@ fn bad_arguments_are_errors() {
             Settings { imgsz: ImgSize::Fixed { h: 0, w: 64 }, ..Settings::ssv2a() },
         ] {
             assert!(det.detect(&gpu, &img, (64, 64), &s).await.is_err(), "{s:?}");
-            assert!(det.sources(&gpu, &[img.clone()], &s).await.is_err(), "{s:?}");
+            assert!(det.sources(&gpu, std::slice::from_ref(&img), &s).await.is_err(), "{s:?}");
         }
         assert!(det.sources(&gpu, &[], &Settings::ssv2a()).await.is_err(), "no images");
         // The network needs [b, 3, h, w] with h and w multiples of 32.

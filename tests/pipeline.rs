@@ -144,7 +144,7 @@ fn every_detected_source_of_a_jpeg_is_used() {
         enc.encode(&img.data, 160, 120, image::ExtendedColorType::Rgb8).unwrap();
         ssv2a::media::imageio::decode(&bytes, "street.jpg").unwrap()
     };
-    let img = ImageSource::new("street.jpg", jpg.into());
+    let img = ImageSource::new("street.jpg", jpg);
     let found = pollster::block_on(p.detect(&img.picture.to_rgb(), &Settings::official().detect)).unwrap();
     let mut s = quick(4);
     s.generate.steps = 1;

@@ -112,7 +112,7 @@ fn cpu_seconds() -> Option<f64> {
 pub async fn bench(weights: Option<&std::path::Path>, size: usize, reps: usize, profile: bool) -> anyhow::Result<()> {
     use ssv2a::tensor::HostTensor;
     let now = std::time::Instant::now;
-    if size == 0 || size % 32 != 0 {
+    if size == 0 || !size.is_multiple_of(32) {
         bail!("--size must be a positive multiple of 32");
     }
     let t0 = now();

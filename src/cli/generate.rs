@@ -171,7 +171,7 @@ fn parse_box(s: &str) -> anyhow::Result<SourceBox> {
 
 fn open_image(p: &Path) -> anyhow::Result<ImageSource> {
     let d = ssv2a::media::imageio::open(p)?;
-    Ok(ImageSource::new(p.display().to_string(), d.into()))
+    Ok(ImageSource::new(p.display().to_string(), d))
 }
 
 fn open_audio(p: &Path) -> anyhow::Result<AudioClip> {

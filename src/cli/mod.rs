@@ -33,7 +33,7 @@ enum Cmd {
     Info,
     /// Turn an image, several images or a video into the audio of the scene (WAV); text and sound
     /// sources are not available yet.
-    Generate(generate::GenerateArgs),
+    Generate(Box<generate::GenerateArgs>),
     /// Run the whole pipeline at reduced size on random weights (no download needed) and
     /// write demo.wav; the sound is not meaningful.
     Demo(generate::DemoArgs),
@@ -126,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", gpu.info());
             Ok(())
         }
-        Cmd::Generate(a) => generate::generate(a).await,
+        Cmd::Generate(a) => generate::generate(*a).await,
         Cmd::Demo(a) => generate::demo(a).await,
         Cmd::Convert(a) => convert::run(a),
         Cmd::Fetch(a) => fetch::fetch(a),

@@ -2,7 +2,7 @@
 //! deterministic stage on f32 tensors (contract: ../shared/spec/interfaces.md).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use ssv2a::tensor::HostTensor;
@@ -26,7 +26,7 @@ pub struct Args {
     repeat: usize,
 }
 
-fn read_inputs(path: &PathBuf) -> anyhow::Result<BTreeMap<String, HostTensor>> {
+fn read_inputs(path: &Path) -> anyhow::Result<BTreeMap<String, HostTensor>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let name = path.display().to_string();
     let (start, infos, _) = parse_header(&bytes, &name)?;
@@ -39,7 +39,7 @@ fn read_inputs(path: &PathBuf) -> anyhow::Result<BTreeMap<String, HostTensor>> {
     Ok(out)
 }
 
-fn input<'a>(m: &'a BTreeMap<String, HostTensor>, name: &str, path: &PathBuf) -> anyhow::Result<&'a HostTensor> {
+fn input<'a>(m: &'a BTreeMap<String, HostTensor>, name: &str, path: &Path) -> anyhow::Result<&'a HostTensor> {
     m.get(name).ok_or_else(|| anyhow!("{}: no tensor `{name}` (found: {:?})", path.display(), m.keys().collect::<Vec<_>>()))
 }
 

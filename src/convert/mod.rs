@@ -10,10 +10,11 @@
 //!   TorchScript archives, the legacy non-zip format and safetensors files; it flattens dicts,
 //!   Lightning checkpoints and pickled `nn.Module` trees into state-dict names and reads one
 //!   tensor at a time.
-//! The kinds and the one path from a checkpoint file to a pack
-//! ([`crate::registry::convert_checkpoint`]) live in [`crate::registry`], above the models.
 //! - `pack_writer` (native only): writes a pack from a plan, streaming one tensor at a time
 //!   into a temporary file renamed into place on success.
+//!
+//! The kinds and the one path from a checkpoint file to a pack
+//! ([`crate::registry::convert_checkpoint`]) live in [`crate::registry`], above the models.
 //!
 //! ```no_run
 //! # fn main() -> ssv2a::Result<()> {

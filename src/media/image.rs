@@ -469,7 +469,7 @@ fn cv2_resize_linear(src: &[u8], ch: usize, w: usize, h: usize, ow: usize, oh: u
 
 /// CLIP's normalisation constants (OpenAI).
 pub const CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
-pub const CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
+pub const CLIP_STD: [f32; 3] = [0.26862954, 0.261_302_6, 0.275_777_1];
 
 /// torchvision `Resize(size)` on a PIL image: the shorter side becomes `size`, the longer
 /// `int(size · long / short)`.

@@ -86,10 +86,10 @@ impl Config {
 
     fn check(&self) -> Result<()> {
         let ok = self.vision_patch_size > 0
-            && self.image_resolution % self.vision_patch_size == 0
+            && self.image_resolution.is_multiple_of(self.vision_patch_size)
             && self.vision_heads > 0
-            && self.vision_width % self.vision_heads == 0
-            && (self.vision_width / self.vision_heads) % 4 == 0
+            && self.vision_width.is_multiple_of(self.vision_heads)
+            && (self.vision_width / self.vision_heads).is_multiple_of(4)
             && self.vision_layers > 0
             && self.embed_dim > 0;
         if ok {

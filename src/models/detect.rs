@@ -440,7 +440,8 @@ pub fn non_max_suppression(raw: &HostTensor, nms: &Nms) -> Result<Vec<Vec<Det>>>
                     cls = c;
                 }
             }
-            if !(best > nms.conf) {
+            // Strictly above the threshold; a NaN score never passes.
+            if best.partial_cmp(&nms.conf) != Some(std::cmp::Ordering::Greater) {
                 continue;
             }
             let (cx, cy) = (at(0, j), at(1, j));

@@ -182,7 +182,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.nc == 0 || !(self.width_multiple > 0.0) || !(self.depth_multiple > 0.0) || self.max_channels == 0 {
+        // > 0 and not NaN.
+        let positive = |v: f64| v.partial_cmp(&0.0) == Some(std::cmp::Ordering::Greater);
+        if self.nc == 0 || !positive(self.width_multiple) || !positive(self.depth_multiple) || self.max_channels == 0 {
             return Err(Error::Format(format!("YOLO config: bad values {self:?}")));
         }
         if !self.names.is_empty() && self.names.len() != self.nc {
@@ -446,7 +448,7 @@ impl Detect {
         let gpu = x_cat.gpu();
         let anchors = Tensor::upload(gpu, &anchors)?;
         let strides = Tensor::upload(gpu, &strides)?;
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = trace {
             t.push(("model.22.dfl".into(), dist.clone()));
             t.push(("model.22.anchors".into(), anchors.clone()));
             t.push(("model.22.strides".into(), strides.clone()));
@@ -618,7 +620,7 @@ impl Yolo {
                 m.forward(&feats, trace.as_deref_mut())?
             }
         };
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = trace {
             t.push((format!("model.{i}"), y.clone()));
         }
         outs.push(if self.saved[i] { Some(y.clone()) } else { None });

@@ -180,7 +180,7 @@ fn run(op: &str, plan: Plan) -> Result<()> {
 }
 
 fn pick_kernel(op: &str, gpu: &crate::Gpu, kernel: SdpaKernel, d: usize) -> Result<SdpaKernel> {
-    if d == 0 || d % 4 != 0 {
+    if d == 0 || !d.is_multiple_of(4) {
         return Err(Error::arg(op, format!("head dim {d} is not a positive multiple of 4 (the kernels read vec4)")));
     }
     Ok(match kernel {
@@ -204,7 +204,7 @@ impl Tensor {
     pub fn sdpa_with(&self, k: &Tensor, v: &Tensor, o: &Sdpa) -> Result<Tensor> {
         const OP: &str = "sdpa";
         same_gpu(OP, self.gpu(), &[k, v])?;
-        if o.kv_heads == 0 || o.heads % o.kv_heads != 0 {
+        if o.kv_heads == 0 || !o.heads.is_multiple_of(o.kv_heads) {
             return Err(Error::arg(OP, format!("{} heads are not a multiple of {} key/value heads", o.heads, o.kv_heads)));
         }
         if k.rank() != self.rank() || v.rank() != self.rank() {
@@ -314,7 +314,7 @@ impl Tensor {
             return Err(Error::arg(OP, format!("{f} features are not divisible by {heads} heads")));
         }
         let d = f / heads;
-        if d % 4 != 0 {
+        if !d.is_multiple_of(4) {
             return Err(Error::arg(OP, format!("head dim {d} is not a multiple of 4")));
         }
         let kernel = pick_kernel(OP, self.gpu(), kernel, d)?;
@@ -355,7 +355,7 @@ impl Tensor {
     pub fn feature_softmax(&self, d: usize) -> Result<Tensor> {
         const OP: &str = "feature_softmax";
         let n = self.numel();
-        if d == 0 || d % 4 != 0 || self.shape().last().is_none_or(|&f| f % d != 0) {
+        if d == 0 || !d.is_multiple_of(4) || self.shape().last().is_none_or(|&f| f % d != 0) {
             return Err(Error::arg(OP, format!("runs of {d} features (a multiple of 4) must tile the last dim of {:?}", self.shape())));
         }
         let out = Tensor::empty(self.gpu(), self.shape().to_vec())?;
@@ -445,6 +445,7 @@ pub mod reference {
 
     /// SSV2A efficient attention exactly as the module computes it: q̂, k̂ = softmax over each
     /// head's features, `C = Σ_s k̂ᵀ v` (d×d), `a = q̂·C`. q [b, t, heads·d], k/v [b, s, heads·d].
+    #[allow(clippy::too_many_arguments)] // the three operands and the five dimensions of the kernel's params
     pub fn efficient_attention(q: &[f32], k: &[f32], v: &[f32], b: usize, t: usize, s: usize, heads: usize, d: usize) -> Vec<f32> {
         let f = heads * d;
         let qh = feature_softmax(q, d);

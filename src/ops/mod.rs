@@ -37,9 +37,13 @@ macro_rules! params {
 }
 pub(crate) use params;
 
+/// A family, the size of its Rust params struct and its fields' (name, offset).
+#[cfg(test)]
+type ParamsMirror = (Kernel, usize, &'static [(&'static str, usize)]);
+
 /// Every family's params mirror, for the layout test.
 #[cfg(test)]
-pub(crate) fn params_mirrors() -> Vec<(Kernel, usize, &'static [(&'static str, usize)])> {
+pub(crate) fn params_mirrors() -> Vec<ParamsMirror> {
     vec![
         (Kernel::Attention, std::mem::size_of::<attention::AttentionParams>(), attention::AttentionParams::FIELDS),
         (Kernel::Unary, std::mem::size_of::<unary::UnaryParams>(), unary::UnaryParams::FIELDS),

@@ -79,8 +79,11 @@ pub fn check_pack_meta(meta: &BTreeMap<String, String>, src: &str, kind: &str) -
     }
 }
 
+/// A parsed safetensors header: where the data starts, the tensors, the metadata.
+pub type Header = (usize, BTreeMap<String, TensorInfo>, BTreeMap<String, String>);
+
 /// Parse a safetensors header: tensors and metadata. Errors name `name` (the file).
-pub fn parse_header(bytes: &[u8], name: &str) -> Result<(usize, BTreeMap<String, TensorInfo>, BTreeMap<String, String>)> {
+pub fn parse_header(bytes: &[u8], name: &str) -> Result<Header> {
     let (n, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::Format(format!("{name}: not a valid safetensors file ({e:?})")))?;
     let tensors = meta.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
     let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();

@@ -142,7 +142,7 @@ impl Vae {
     /// Load from `w` scoped at the checkpoint root (`first_stage_model.*` keys).
     pub fn load(w: &Weights, config: &VaeConfig) -> Result<Vae> {
         let d = &config.ddconfig;
-        if d.ch_mult.is_empty() || d.ch % GN_GROUPS != 0 {
+        if d.ch_mult.is_empty() || !d.ch.is_multiple_of(GN_GROUPS) {
             return Err(Error::Format(format!("VAE config: ch {} must be a multiple of 32 and ch_mult non-empty", d.ch)));
         }
         let fs = w.sub("first_stage_model");

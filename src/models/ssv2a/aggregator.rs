@@ -89,7 +89,14 @@ impl AggregatorConfig {
 
     pub fn check(&self) -> Result<()> {
         let e = self.emb_dim;
-        if e == 0 || e % 2 != 0 || self.nhead == 0 || e % self.nhead != 0 || self.exp_rate == 0 || self.resolution < 3 || self.num_layers == 0 {
+        if e == 0
+            || !e.is_multiple_of(2)
+            || self.nhead == 0
+            || !e.is_multiple_of(self.nhead)
+            || self.exp_rate == 0
+            || self.resolution < 3
+            || self.num_layers == 0
+        {
             return Err(Error::Format(format!("unsupported aggregator config {self:?}")));
         }
         if !(0.0..1.0).contains(&self.dropout) {

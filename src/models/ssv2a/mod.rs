@@ -206,7 +206,7 @@ impl Config {
         if s.arch != "transformer" || !s.variational {
             return bad(&format!("remixer.styler arch {:?} variational {}", s.arch, s.variational));
         }
-        if s.nhead == 0 || s.embed_dim % s.nhead != 0 || s.num_layers == 0 || s.exp_rate == 0 {
+        if s.nhead == 0 || !s.embed_dim.is_multiple_of(s.nhead) || s.num_layers == 0 || s.exp_rate == 0 {
             return bad(&format!("remixer.styler embed_dim {} nhead {} num_layers {}", s.embed_dim, s.nhead, s.num_layers));
         }
         if self.remixer.slot == 0 || self.clip_dim == 0 || self.clap_dim == 0 || self.manifold_dim == 0 {

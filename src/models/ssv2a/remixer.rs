@@ -73,7 +73,7 @@ pub fn esa_layer_keys(e: usize, exp_rate: usize) -> Vec<(String, Vec<usize>)> {
 
 impl EsaLayer {
     pub fn load(w: &Weights, e: usize, heads: usize, exp_rate: usize) -> Result<EsaLayer> {
-        if heads == 0 || e % heads != 0 {
+        if heads == 0 || !e.is_multiple_of(heads) {
             return Err(Error::Format(format!("ESA layer: {e} features are not divisible by {heads} heads")));
         }
         let a = w.sub("esa");
@@ -147,7 +147,7 @@ impl EsaLayer {
 /// Softmax over each run of `d` features, for any d (the fused op needs d % 4 == 0).
 /// x: [.., H·d] -> same.
 fn feature_softmax_any(x: &Tensor, d: usize) -> Result<Tensor> {
-    if d % 4 == 0 {
+    if d.is_multiple_of(4) {
         return x.feature_softmax(d);
     }
     let shape = x.shape().to_vec();

@@ -22,7 +22,19 @@ const ACTS: [Act; 7] = [Act::None, Act::Gelu, Act::GeluTanh, Act::QuickGelu, Act
 const LINEAR_SHAPES: &[(usize, usize, usize)] =
     &[(1, 1, 1), (1, 7, 3), (3, 5, 5), (9, 17, 4), (37, 41, 43), (65, 129, 16), (13, 31, 127), (3, 70, 1024), (1, 300, 64), (300, 1, 64), (130, 20, 12)];
 
-async fn check_linear(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: WeightDtype, bias: bool, act: Act, kernel: MatmulKernel, seed: u64) -> R {
+/// One linear case: (m, n, k), the weight dtype, bias or not, the fused activation.
+#[derive(Clone, Copy)]
+struct Linear {
+    m: usize,
+    n: usize,
+    k: usize,
+    dtype: WeightDtype,
+    bias: bool,
+    act: Act,
+}
+
+async fn check_linear(gpu: &Gpu, c: Linear, kernel: MatmulKernel, seed: u64) -> R {
+    let Linear { m, n, k, dtype, bias, act } = c;
     let what = format!("linear m={m} n={n} k={k} {dtype:?} bias={bias} {act:?} {kernel:?}");
     let x = rand(seed, m * k);
     let w = rand(seed + 1, n * k);
@@ -45,7 +57,7 @@ pub async fn linear_shapes(gpu: &Gpu) -> R {
         for (j, dtype) in [WeightDtype::F16, WeightDtype::F32].into_iter().enumerate() {
             let bias = (i + j) % 2 == 0;
             let act = ACTS[(i + 3 * j) % ACTS.len()];
-            check_linear(gpu, m, n, k, dtype, bias, act, MatmulKernel::Tiled, 1000 + 10 * i as u64).await?;
+            check_linear(gpu, Linear { m, n, k, dtype, bias, act }, MatmulKernel::Tiled, 1000 + 10 * i as u64).await?;
         }
     }
     Ok(())
@@ -55,7 +67,7 @@ pub async fn linear_shapes(gpu: &Gpu) -> R {
 pub async fn linear_acts(gpu: &Gpu) -> R {
     for (i, act) in ACTS.into_iter().enumerate() {
         for bias in [false, true] {
-            check_linear(gpu, 19, 35, 21, WeightDtype::F16, bias, act, MatmulKernel::Auto, 2000 + i as u64).await?;
+            check_linear(gpu, Linear { m: 19, n: 35, k: 21, dtype: WeightDtype::F16, bias, act }, MatmulKernel::Auto, 2000 + i as u64).await?;
         }
     }
     // Large pre-activations: the tanh/sigmoid/erf tails must not produce NaN.
@@ -76,7 +88,7 @@ pub async fn linear_acts(gpu: &Gpu) -> R {
 pub async fn linear_naive(gpu: &Gpu) -> R {
     for (i, &(m, n, k)) in [(1, 1, 1), (13, 31, 127), (65, 129, 16)].iter().enumerate() {
         for dtype in [WeightDtype::F16, WeightDtype::F32] {
-            check_linear(gpu, m, n, k, dtype, true, ACTS[2 * i + 1], MatmulKernel::Naive, 3000 + i as u64).await?;
+            check_linear(gpu, Linear { m, n, k, dtype, bias: true, act: ACTS[2 * i + 1] }, MatmulKernel::Naive, 3000 + i as u64).await?;
         }
     }
     Ok(())
