@@ -246,6 +246,17 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
     assert!(ok, "{err}");
     assert_eq!(wav_len(&out), 160 * 4 * 64 + 32);
     assert!(err.contains("ImageToAudio") && err.contains("sources ("), "{err}");
+    // Output paths (issue 16): a symbolic link is written through and stays a link; an output
+    // that cannot be written fails before any model runs, naming the user's path.
+    let link = dir.join("link.wav");
+    std::os::unix::fs::symlink("linked.wav", &link).unwrap();
+    let (ok, _, err) = run(gen(&["--image", img.to_str().unwrap(), "-o", link.to_str().unwrap()]).arg("--seed").arg("3"));
+    assert!(ok, "{err}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced by a file");
+    assert_eq!(std::fs::read(dir.join("linked.wav")).unwrap(), std::fs::read(&out).unwrap(), "same seed, same WAV through the link");
+    let (ok, _, err) = run(&mut gen(&["--image", img.to_str().unwrap(), "-o", "/proc/ssv2a-no/x.wav"]));
+    assert!(!ok && err.contains("/proc/ssv2a-no/x.wav") && !err.contains("partial") && err.trim().lines().count() == 1, "{err}");
+    assert!(!err.contains("load"), "models were loaded before the output was checked: {err}");
     let (ok, _, err) =
         run(&mut gen(&["--image", img.to_str().unwrap(), "--drop", "0", "--box", "10,10,60,50@2", "--weight", "1=0.5", "-o", out.to_str().unwrap()]));
     assert!(ok, "{err}");

@@ -32,6 +32,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "f32" => false,
         other => bail!("--dtype must be f16 or f32, not `{other}`"),
     };
+    ssv2a::fs::check_writable(&a.output)?;
     let t0 = std::time::Instant::now();
     let mut job = ConvertJob::new(&a.kind, &a.input, &a.output);
     job.config = a.config.as_deref();

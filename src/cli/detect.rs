@@ -52,6 +52,14 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     if a.annotate.is_some() && a.images.len() != 1 {
         bail!("--annotate takes one input image ({} given)", a.images.len());
     }
+    if let Some(out) = &a.annotate {
+        ssv2a::fs::check_writable(out)?;
+    }
+    if let Some(dir) = &a.crops {
+        if !dir.is_dir() {
+            bail!("--crops {}: no such folder", dir.display());
+        }
+    }
     let s = Settings {
         conf: a.conf,
         iou: a.iou,
@@ -80,14 +88,14 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             println!("  {k:>2} {:<28} class {:>3}  score {:.4}  box {x0:.1} {y0:.1} {x1:.1} {y1:.1}", d.name, d.class, d.score);
             if let Some(dir) = &a.crops {
                 let out = dir.join(format!("{stem}_{k}.png"));
-                std::fs::write(&out, ssv2a::media::imageio::encode_png(&src.crop)?).with_context(|| format!("writing {}", out.display()))?;
+                ssv2a::fs::write_atomic(&out, &ssv2a::media::imageio::encode_png(&src.crop)?)?;
             }
         }
         if let Some(out) = &a.annotate {
             let mut canvas = img.clone();
             let dets: Vec<_> = srcs.iter().map(|s| s.detection.clone()).collect();
             draw_boxes(&mut canvas, &dets);
-            std::fs::write(out, ssv2a::media::imageio::encode_png(&canvas)?).with_context(|| format!("writing {}", out.display()))?;
+            ssv2a::fs::write_atomic(out, &ssv2a::media::imageio::encode_png(&canvas)?)?;
         }
     }
     Ok(())

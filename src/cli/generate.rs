@@ -248,14 +248,9 @@ fn write(out: &Output, path: &Path, float: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Before any work: the output can be written (see `ssv2a::fs`).
 fn check_output(path: &Path) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        bail!("output folder {} does not exist", dir.display());
-    }
-    if path.is_dir() {
-        bail!("output {} is a folder", path.display());
-    }
+    ssv2a::fs::check_writable(path)?;
     Ok(())
 }
 

@@ -47,6 +47,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let Some(kind) = ssv2a::registry::stage_kind(&a.stage) else {
         bail!("unknown stage `{}` (stages: {})", a.stage, ssv2a::registry::stages().join(", "));
     };
+    ssv2a::fs::check_writable(&a.output)?;
     let inputs = read_inputs(&a.input)?;
     let gpu = Gpu::new().await?;
     let w = Weights::from_file(&gpu, &a.weights)?;
