@@ -124,6 +124,13 @@ fn stage_vae_and_hifigan_follow_the_contract() {
     assert!(ok, "{err}");
     let wav = read_output(&out2, "waveform");
     common::assert_close("stage hifigan", &wav.data, &g.get("out.b.waveform").data, common::Tol { abs: 1e-4, rel: 1e-3 }).unwrap();
+    assert!(!err.contains("warning"), "{err}");
+    // A NaN input is written through, but both the input and the output are named on stderr.
+    let mut bad = mel.clone();
+    bad.data[3] = f32::NAN;
+    write_inputs(&input2, &[("mel", &bad)]);
+    let (ok, _, err) = run(bin().args(["stage", "hifigan", "--weights"]).arg(&pack).arg("--input").arg(&input2).arg("--output").arg(&out2));
+    assert!(ok && err.contains("input `mel` has 1 NaN") && err.contains("output `waveform`"), "{err}");
 }
 
 /// `stage clap-text` per ../shared/spec/interfaces.md: `input_ids`, `attention_mask` [B, L] as
@@ -193,7 +200,7 @@ fn bad_inputs_give_one_clear_line_and_no_output() {
     let input = dir.join("in.safetensors");
     write_inputs(&input, &[("latent", &ssv2a::HostTensor::zeros([1, 8, 4, 8]))]);
     let (ok, _, err) = run(bin().args(["stage", "vae", "--weights"]).arg(&wrong).arg("--input").arg(&input).arg("--output").arg(&out));
-    assert!(!ok && err.contains("`clip` pack"), "{err}");
+    assert!(!ok && err.contains("kind `clip`"), "{err}");
     let pack = convert_tiny(&dir, "f32");
     write_inputs(&input, &[("mel", &ssv2a::HostTensor::zeros([1, 1, 10, 7]))]);
     let (ok, _, err) = run(bin().args(["stage", "hifigan", "--weights"]).arg(&pack).arg("--input").arg(&input).arg("--output").arg(&out));
@@ -293,6 +300,8 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
     std::fs::write(&not_wav, b"RIFF but not really").unwrap();
     let not_video = dir.join("clip.mp4");
     std::fs::write(&not_video, b"not a video").unwrap();
+    let still = dir.join("photo.mp4");
+    std::fs::write(&still, b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00").unwrap();
     let wrong = dir.join("wrong");
     std::fs::create_dir_all(&wrong).unwrap();
     for f in ["yolov8x-oiv7", "clip-vit-l14", "audioldm-s-full-v2"] {
@@ -307,6 +316,7 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
         (vec!["--image".into(), img_s.clone(), "--audio".into(), dir.join("missing.wav").display().to_string()], "missing.wav"),
         (vec!["--video".into(), not_video.display().to_string()], "clip.mp4"),
         (vec!["--video".into(), dir.join("none.mp4").display().to_string()], "none.mp4"),
+        (vec!["--video".into(), still.display().to_string()], "still image (JPEG)"),
         (vec!["--image".into(), img_s.clone(), "--box".into(), "1,2,3".into()], "--box"),
         (vec!["--image".into(), img_s.clone(), "--drop".into(), "99".into()], "source 99"),
         (vec!["--image".into(), img_s.clone(), "--text".into(), "rain".into()], "text tower"),
@@ -327,8 +337,12 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
     // A pack of the wrong kind where SSV2A's belongs; a models folder without packs.
     let (ok, _, err) = run(bin().arg("generate").args(QUICK).arg("--quiet").arg("--models").arg(&wrong).arg("--image").arg(&img).arg("-o").arg(&out));
-    assert!(!ok && err.contains("`clip` pack, expected a `ssv2a` pack"), "{err}");
+    assert!(!ok && err.contains("of kind `clip`, expected kind `ssv2a`"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (ok, _, err) = run(bin().arg("generate").arg("--models").arg(dir.join("no-such-dir")).arg("--image").arg(&img).arg("-o").arg(&out));
+    assert!(!ok && err.contains("no-such-dir: no such folder") && err.contains("--models-dir"), "{err}");
+    let (ok, _, err) = run(bin().arg("models").arg("--models-dir").arg(&img));
+    assert!(!ok && err.contains("not a folder"), "{err}");
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let (ok, _, err) = run(bin().arg("generate").args(QUICK).arg("--quiet").arg("--models").arg(&empty).arg("--image").arg(&img).arg("-o").arg(&out));

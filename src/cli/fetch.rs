@@ -53,6 +53,9 @@ pub struct ModelsArgs {
 fn setup(c: &Common) -> anyhow::Result<(Fetcher, Vec<Manifest>)> {
     let mut fx = Fetcher::from_env()?;
     if let Some(d) = &c.models_dir {
+        if d.exists() && !d.is_dir() {
+            bail!("--models-dir {}: not a folder", d.display());
+        }
         fx.models_dir = d.clone();
     }
     let dir = c.manifests.clone().or_else(|| std::env::var_os("SSV2A_MANIFESTS").filter(|v| !v.is_empty()).map(PathBuf::from));

@@ -248,6 +248,28 @@ fn write(out: &Output, path: &Path, float: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The image format of a file whose first bytes are an image signature (a still image given as
+/// a video would otherwise run through ffmpeg for minutes).
+fn still_image_kind(p: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    let n = std::fs::File::open(p).and_then(|mut f| f.read(&mut head)).ok()?;
+    let h = &head[..n];
+    if h.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("JPEG")
+    } else if h.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("PNG")
+    } else if h.len() >= 12 && &h[..4] == b"RIFF" && &h[8..12] == b"WEBP" {
+        Some("WebP")
+    } else if h.starts_with(b"GIF8") {
+        Some("GIF")
+    } else if h.starts_with(b"BM") {
+        Some("BMP")
+    } else {
+        None
+    }
+}
+
 /// Before any work: the output can be written (see `ssv2a::fs`).
 fn check_output(path: &Path) -> anyhow::Result<()> {
     ssv2a::fs::check_writable(path)?;
@@ -297,13 +319,17 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         if !v.is_file() {
             bail!("reading video {}: no such file", v.display());
         }
+        if let Some(kind) = still_image_kind(v) {
+            bail!("--video {} is a still image ({kind}); give it with --image", v.display());
+        }
     }
-    let gpu = Gpu::new().await?;
-    let mut pipe = Pipeline::new(&gpu);
     let dir = match &a.models {
+        Some(d) if !d.is_dir() => bail!("--models {}: no such folder (`ssv2a fetch --models-dir {}` installs the packs there)", d.display(), d.display()),
         Some(d) => d.clone(),
         None => ssv2a::fetch::default_models_dir()?,
     };
+    let gpu = Gpu::new().await?;
+    let mut pipe = Pipeline::new(&gpu);
     pipe.use_models_dir(&dir);
     if let Some(u) = &a.uncond {
         let bytes = std::fs::read(u).with_context(|| format!("reading {}", u.display()))?;

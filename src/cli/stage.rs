@@ -69,9 +69,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         times.sort_by(f64::total_cmp);
         eprintln!("stage-time: best={:.4} median={:.4} runs={}", times[0], times[times.len() / 2], times.len());
     }
+    for (name, t) in &inputs {
+        warn_non_finite("input", name, &t.data);
+    }
     let mut pack = vec![];
     for (name, t) in outputs {
         let h = t.to_host().await?;
+        warn_non_finite("output", &name, &h.data);
         pack.push(PackTensor::f32(name, h.shape.clone(), &h.data));
     }
     let bytes = serialize_pack(&pack, &BTreeMap::new())?;
@@ -165,4 +169,13 @@ fn prepare(a: &Args, gpu: &Gpu, w: &Weights) -> anyhow::Result<StageFn> {
         "clip-text" | "clap-audio" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
         other => bail!("unknown stage `{other}`"),
     })
+}
+
+/// One stderr line when a tensor holds NaN or infinite values (the stage still writes them:
+/// they may be what is being checked).
+fn warn_non_finite(what: &str, name: &str, data: &[f32]) {
+    let bad = data.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        eprintln!("warning: {what} `{name}` has {bad} NaN or infinite value(s) of {}", data.len());
+    }
 }

@@ -222,10 +222,10 @@ impl Checkpoint {
         match rec {
             Record::Range { offset, .. } => zip::read_at(&mut **src, self.file_len, offset + start, end - start, &self.name),
             Record::Zip(entry) => {
-                if !entry.is_stored() {
+                if let Some(why) = entry.why_not_stored() {
                     return Err(Error::Format(format!(
-                        "{}: record `{}` is compressed (method {}) or encrypted; torch.save writes stored records, so re-save the checkpoint with torch.save",
-                        self.name, entry.name, entry.method
+                        "{}: record `{}` is {why}; torch.save writes stored records, so re-save the checkpoint with torch.save",
+                        self.name, entry.name
                     )));
                 }
                 let data_start = zip::data_offset(&mut **src, self.file_len, entry, &self.name)?;
@@ -447,8 +447,8 @@ fn open_zip(r: &mut dyn Source, file_len: u64, name: &str) -> Result<Opened> {
         .clone();
     let prefix = pkl.name.strip_suffix("data.pkl").unwrap_or_default().to_string();
     let read_small = |r: &mut dyn Source, e: &zip::Entry, max: u64| -> Result<Vec<u8>> {
-        if !e.is_stored() {
-            return Err(Error::Format(format!("{name}: record `{}` is compressed or encrypted; torch.save writes stored records", e.name)));
+        if let Some(why) = e.why_not_stored() {
+            return Err(Error::Format(format!("{name}: record `{}` is {why}; torch.save writes stored records", e.name)));
         }
         if e.size > max {
             return Err(Error::Format(format!("{name}: record `{}` is {} bytes, more than the {max} accepted", e.name, e.size)));

@@ -40,6 +40,27 @@ impl Entry {
     pub fn is_stored(&self) -> bool {
         self.method == 0 && self.flags & 1 == 0 && self.compressed_size == self.size
     }
+
+    /// Why the data cannot be read in place (for errors), or None when it can.
+    pub fn why_not_stored(&self) -> Option<String> {
+        if self.flags & 1 != 0 {
+            Some("encrypted".into())
+        } else if self.method != 0 {
+            let m = match self.method {
+                8 => "deflate".to_string(),
+                9 => "deflate64".to_string(),
+                12 => "bzip2".to_string(),
+                14 => "LZMA".to_string(),
+                93 => "zstd".to_string(),
+                other => format!("method {other}"),
+            };
+            Some(format!("compressed ({m})"))
+        } else if self.compressed_size != self.size {
+            Some(format!("stored with {} bytes for {} bytes of data (corrupt)", self.compressed_size, self.size))
+        } else {
+            None
+        }
+    }
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {

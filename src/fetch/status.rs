@@ -101,7 +101,7 @@ fn stale_reason(m: &Manifest, meta: &BTreeMap<String, String>) -> Option<String>
         return Some(format!("pack format version {v}, this ssv2a reads version {PACK_VERSION}"));
     }
     if get("kind") != Some(m.convert.kind.as_str()) {
-        return Some(format!("a `{}` pack, expected `{}`", get("kind").unwrap_or("?"), m.convert.kind));
+        return Some(format!("a pack of kind `{}`, expected `{}`", get("kind").unwrap_or("?"), m.convert.kind));
     }
     if let Some(want) = m.checkpoint().sha256() {
         match get("source_sha256") {

@@ -74,7 +74,7 @@ pub fn check_pack_meta(meta: &BTreeMap<String, String>, src: &str, kind: &str) -
     }
     match meta.get("kind") {
         Some(k) if k == kind => Ok(()),
-        Some(k) => Err(Error::Format(format!("{src}: this is a `{k}` pack, expected a `{kind}` pack"))),
+        Some(k) => Err(Error::Format(format!("{src}: this pack is of kind `{k}`, expected kind `{kind}`"))),
         None => Err(Error::Format(format!("{src}: pack has no `kind` in its metadata"))),
     }
 }
