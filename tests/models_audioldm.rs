@@ -533,7 +533,7 @@ fn full_size_unet_step_memory_and_fp16() {
     run(|gpu| async move {
         let cfg = UnetConfig::s_full_v2();
         for batch in [2, 6] {
-            let r = audioldm::bench::unet_step(&gpu, &cfg, batch, 256, true, 1, ssv2a::bench::native_now).await.map_err(e)?;
+            let r = audioldm::bench::unet_step(&gpu, &cfg, batch, 256, true, 1, false, ssv2a::bench::native_now).await.map_err(e)?;
             eprintln!("{r}");
         }
         // fp16 vs f32 storage of the same weights, batch 2.
