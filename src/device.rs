@@ -37,6 +37,12 @@ pub const MAX_WORKGROUPS_PER_DIM: u32 = 65_535;
 const MAX_BINDING_CAP: u64 = 1 << 30;
 const MAX_BUFFER_CAP: u64 = 2 << 30;
 
+/// Workgroups a dispatch should launch to keep a discrete GPU busy; ops whose natural grid is
+/// smaller split their reduction (split-K) to reach it (see [`Gpu::parallel_target`]). The H200
+/// has 132 SMs, each holding about 4 of the register-heavy tiled kernels' 64-invocation
+/// workgroups: 1024 is about two waves.
+const GPU_PARALLEL_TARGET: u64 = 1024;
+
 /// What [`Gpu::info`] reports.
 #[derive(Clone, Debug)]
 pub struct GpuInfo {
@@ -238,6 +244,7 @@ struct State {
     /// One compute pass per dispatch (the layout before 2026-12-04), see [`Gpu::set_split_passes`].
     split_passes: bool,
     timer: Option<Timer>,
+    parallel_target: u64,
 }
 
 /// GPU timestamps being collected: queries of the open submission, and resolved ones waiting
@@ -315,6 +322,14 @@ impl Drop for GpuBuffer {
             let list = if open { &mut st.pool.recent } else { &mut st.pool.free };
             list.entry(self.size).or_default().push(buf);
         }
+    }
+}
+
+fn default_parallel_target(t: wgpu::DeviceType) -> u64 {
+    if t == wgpu::DeviceType::Cpu {
+        0
+    } else {
+        GPU_PARALLEL_TARGET
     }
 }
 
@@ -425,6 +440,7 @@ impl Gpu {
                 counters: Counters::default(),
                 split_passes: false,
                 timer: None,
+                parallel_target: default_parallel_target(ainfo.device_type),
             }),
             dummy,
         })))
@@ -462,6 +478,17 @@ impl Gpu {
     /// Number of dispatches recorded since the device was created.
     pub fn dispatch_count(&self) -> u64 {
         self.state().counters.dispatches
+    }
+    /// Workgroups a dispatch should reach for this adapter to be busy: ops with a smaller grid
+    /// split their reduction into parts (split-K) and sum the parts in a second dispatch. 0 on
+    /// CPU adapters (lavapipe runs workgroups on a few threads: a split only adds work).
+    pub fn parallel_target(&self) -> u64 {
+        self.state().parallel_target
+    }
+    /// Override [`Gpu::parallel_target`] (`None`: the adapter's default; `Some(0)`: never split,
+    /// the baseline of `ssv2a bench unet --no-split-k`).
+    pub fn set_parallel_target(&self, workgroups: Option<u64>) {
+        self.state().parallel_target = workgroups.unwrap_or_else(|| default_parallel_target(self.0.info.device_type));
     }
     /// The device layer's work counters since the device was created.
     pub fn counters(&self) -> Counters {
