@@ -27,5 +27,5 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
     echo "== batch $1, $2 frames: no split-K, a pass per dispatch"; timeout 40 "$D"/ssv2a bench unet --batch "$1" --frames "$2" --reps 5 --split-k-target 0 --split-passes
   done
   echo "== ops"; REQUIRE_GPU=1 timeout 60 "$D"/ops --test-threads 8 2>&1 | grep -E "FAILED|panicked|test result"
-  echo "== models_audioldm"; REQUIRE_GPU=1 timeout 60 "$D"/models_audioldm 2>&1 | grep -E "FAILED|panicked|test result|split-K"
+  echo "== models_audioldm"; REQUIRE_GPU=1 timeout 60 "$D"/models_audioldm --skip cli_stage --nocapture 2>&1 | grep -E "FAILED|panicked|test result|split-K"
 } 2>&1 | tee "$OUT/perf.log"
