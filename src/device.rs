@@ -105,8 +105,8 @@ pub struct MemoryStats {
 }
 
 /// Work done by the device layer since the device was created (see [`Gpu::counters`]);
-/// subtract two readings for an interval. Times are CPU wall seconds (0 on wasm32, which has
-/// no clock here).
+/// subtract two readings for an interval. Times are CPU wall seconds on [`crate::clock`]
+/// (millisecond resolution in the browser).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Counters {
     /// Dispatches recorded.
@@ -185,22 +185,9 @@ pub enum TimerMode {
     PassPerDispatch,
 }
 
-/// CPU stopwatch (a no-op on wasm32, where `std::time` has no clock).
-struct Stopwatch(#[cfg(not(target_arch = "wasm32"))] std::time::Instant);
-
-impl Stopwatch {
-    fn start() -> Stopwatch {
-        Stopwatch(
-            #[cfg(not(target_arch = "wasm32"))]
-            std::time::Instant::now(),
-        )
-    }
-    fn secs(&self) -> f64 {
-        #[cfg(not(target_arch = "wasm32"))]
-        return self.0.elapsed().as_secs_f64();
-        #[cfg(target_arch = "wasm32")]
-        return 0.0;
-    }
+/// Seconds since `start` on [`crate::clock`] (millisecond resolution in the browser).
+fn since(start: f64) -> f64 {
+    crate::clock::now_s() - start
 }
 
 /// A handle to the GPU. Cheap to clone; all clones share one device, encoder and pool.
@@ -692,7 +679,7 @@ impl Gpu {
         if groups.contains(&0) {
             return Ok(());
         }
-        let clock = Stopwatch::start();
+        let clock = crate::clock::now_s();
         let (pipeline, bgl) = self.pipeline(entry, overrides);
 
         let mut st = self.state();
@@ -766,13 +753,13 @@ impl Gpu {
         }
         counters.dispatches += 1;
         counters.bind_groups += 1;
-        counters.encode_s += clock.secs();
+        counters.encode_s += since(clock);
         Ok(())
     }
 
     /// Record a buffer-to-buffer copy into the open encoder (ends the open pass).
     pub(crate) fn copy_buffer(&self, src: &wgpu::Buffer, src_off: u64, dst: &wgpu::Buffer, dst_off: u64, size: u64) {
-        let clock = Stopwatch::start();
+        let clock = crate::clock::now_s();
         let mut st = self.state();
         st.pass = None;
         let device = &self.0.device;
@@ -781,11 +768,11 @@ impl Gpu {
             .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ssv2a") }));
         enc.copy_buffer_to_buffer(src, src_off, dst, dst_off, size);
         st.counters.copies += 1;
-        st.counters.encode_s += clock.secs();
+        st.counters.encode_s += since(clock);
     }
 
     fn submit(&self, st: &mut State) {
-        let clock = Stopwatch::start();
+        let clock = crate::clock::now_s();
         st.pass = None;
         if let Some(mut enc) = st.encoder.take() {
             if let Some(t) = st.timer.as_mut().filter(|t| t.used > 0) {
@@ -821,7 +808,7 @@ impl Gpu {
         for (size, mut v) in recent {
             st.pool.free.entry(size).or_default().append(&mut v);
         }
-        st.counters.submit_s += clock.secs();
+        st.counters.submit_s += since(clock);
     }
 
     /// How [`Gpu::start_gpu_timer`] would measure on this device, or `None` without
@@ -928,7 +915,7 @@ impl Gpu {
         buf.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        let clock = Stopwatch::start();
+        let clock = crate::clock::now_s();
         #[cfg(not(target_arch = "wasm32"))]
         self.0
             .device
@@ -938,7 +925,7 @@ impl Gpu {
         {
             let mut st = self.state();
             st.counters.waits += 1;
-            st.counters.wait_s += clock.secs();
+            st.counters.wait_s += since(clock);
         }
         match mapped {
             Ok(Ok(())) => {}
