@@ -74,11 +74,7 @@ impl std::fmt::Display for GpuInfo {
             "          max_compute_invocations_per_workgroup={} max_compute_workgroups_per_dimension={} max_storage_buffers_per_shader_stage={}",
             l.max_compute_invocations_per_workgroup, l.max_compute_workgroups_per_dimension, l.max_storage_buffers_per_shader_stage
         )?;
-        write!(
-            f,
-            "features: shader_f16={} subgroups={} (subgroup size {}..{})",
-            self.shader_f16, self.subgroups, self.subgroup_size.0, self.subgroup_size.1
-        )
+        write!(f, "features: shader_f16={} subgroups={} (subgroup size {}..{})", self.shader_f16, self.subgroups, self.subgroup_size.0, self.subgroup_size.1)
     }
 }
 
@@ -264,9 +260,7 @@ struct Pool {
     recent: HashMap<u64, Vec<wgpu::Buffer>>,
 }
 
-const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
+const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 /// Round a byte size up to its pool bucket: multiples of 256 B up to 4 KiB, then 8 steps per
 /// power of two (at most 12.5 % waste).
@@ -404,12 +398,7 @@ impl Gpu {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("dummy"),
-            size: 256,
-            usage: STORAGE_USAGE,
-            mapped_at_creation: false,
-        });
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor { label: Some("dummy"), size: 256, usage: STORAGE_USAGE, mapped_at_creation: false });
         Ok(Gpu(Arc::new(Inner {
             device,
             queue,
@@ -508,20 +497,13 @@ impl Gpu {
         if size > max {
             return Err(Error::arg(
                 what,
-                format!(
-                    "needs a buffer of {size} bytes, over this adapter's storage binding limit of {max} bytes; use a smaller batch or input"
-                ),
+                format!("needs a buffer of {size} bytes, over this adapter's storage binding limit of {max} bytes; use a smaller batch or input"),
             ));
         }
         let b = bucket(size).min(max.max(16));
         let mut st = self.state();
-        let reused = st.pool.free.get_mut(&b).and_then(|v| v.pop()).or_else(|| {
-            if for_upload {
-                None
-            } else {
-                st.pool.recent.get_mut(&b).and_then(|v| v.pop())
-            }
-        });
+        let reused =
+            st.pool.free.get_mut(&b).and_then(|v| v.pop()).or_else(|| if for_upload { None } else { st.pool.recent.get_mut(&b).and_then(|v| v.pop()) });
         if for_upload {
             st.counters.uploads += 1;
             st.counters.upload_bytes += size;
@@ -535,12 +517,7 @@ impl Gpu {
                 st.counters.buffers_created += 1;
                 st.stats.allocated += b;
                 st.stats.peak_allocated = st.stats.peak_allocated.max(st.stats.allocated);
-                self.0.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size: b,
-                    usage: STORAGE_USAGE,
-                    mapped_at_creation: false,
-                })
+                self.0.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: b, usage: STORAGE_USAGE, mapped_at_creation: false })
             }
         };
         st.stats.in_use += b;
@@ -586,19 +563,14 @@ impl Gpu {
                         has_dynamic_offset: false,
                         min_binding_size: None,
                     },
-                    BindingKind::Uniform => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: true,
-                        min_binding_size: None,
-                    },
+                    BindingKind::Uniform => {
+                        wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: true, min_binding_size: None }
+                    }
                 },
                 count: None,
             })
             .collect();
-        let bgl = self.0.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(kernel.name()),
-            entries: &entries,
-        });
+        let bgl = self.0.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name()), entries: &entries });
         let pl = self.0.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(kernel.name()),
             bind_group_layouts: &[Some(&bgl)],
@@ -633,10 +605,7 @@ impl Gpu {
             layout: Some(&layout),
             module: &module,
             entry_point: Some(entry.name),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                zero_initialize_workgroup_memory: false,
-            },
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: false },
             cache: None,
         });
         cache.pipelines.insert(key, p.clone());
@@ -657,21 +626,12 @@ impl Gpu {
         let kinds = entry.kernel.bindings();
         let n_storage = kinds.len() - 1;
         if buffers.len() != n_storage {
-            return Err(Error::Device(format!(
-                "{}: {} buffers bound, the family declares {}",
-                entry.name,
-                buffers.len(),
-                n_storage
-            )));
+            return Err(Error::Device(format!("{}: {} buffers bound, the family declares {}", entry.name, buffers.len(), n_storage)));
         }
         let (psize, _) = entry.kernel.params_layout();
         let pbytes = bytemuck::bytes_of(params);
         if pbytes.len() != psize as usize {
-            return Err(Error::Device(format!(
-                "{}: params are {} bytes, the WGSL struct is {psize}",
-                entry.name,
-                pbytes.len()
-            )));
+            return Err(Error::Device(format!("{}: params are {} bytes, the WGSL struct is {psize}", entry.name, pbytes.len())));
         }
         if groups.iter().any(|&g| g > MAX_WORKGROUPS_PER_DIM) {
             return Err(Error::Device(format!("{}: grid {groups:?} exceeds 65535 per dimension", entry.name)));
@@ -694,18 +654,11 @@ impl Gpu {
         let mut entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.unwrap_or(&self.0.dummy).as_entire_binding(),
-            })
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.unwrap_or(&self.0.dummy).as_entire_binding() })
             .collect();
         entries.push(wgpu::BindGroupEntry {
             binding: n_storage as u32,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &st.arena_buf,
-                offset: 0,
-                size: wgpu::BufferSize::new(psize as u64),
-            }),
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &st.arena_buf, offset: 0, size: wgpu::BufferSize::new(psize as u64) }),
         });
         let bg = self.0.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &bgl, entries: &entries });
         let device = &self.0.device;
@@ -717,11 +670,7 @@ impl Gpu {
                 let begin = t.used;
                 t.used += 2;
                 t.marks.push(Mark { entry: entry.name, groups, begin, end: begin + 1 });
-                wgpu::ComputePassTimestampWrites {
-                    query_set: &t.set,
-                    beginning_of_pass_write_index: Some(begin),
-                    end_of_pass_write_index: Some(begin + 1),
-                }
+                wgpu::ComputePassTimestampWrites { query_set: &t.set, beginning_of_pass_write_index: Some(begin), end_of_pass_write_index: Some(begin + 1) }
             });
             let mut p = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry.name), timestamp_writes });
             p.set_pipeline(&pipeline);
@@ -731,9 +680,7 @@ impl Gpu {
         } else {
             let p = pass.get_or_insert_with(|| {
                 counters.passes += 1;
-                let mut p = enc
-                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ssv2a"), timestamp_writes: None })
-                    .forget_lifetime();
+                let mut p = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ssv2a"), timestamp_writes: None }).forget_lifetime();
                 if let Some(t) = timer.as_mut() {
                     p.write_timestamp(&t.set, t.used);
                     t.last = t.used;
@@ -763,9 +710,7 @@ impl Gpu {
         let mut st = self.state();
         st.pass = None;
         let device = &self.0.device;
-        let enc = st
-            .encoder
-            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ssv2a") }));
+        let enc = st.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ssv2a") }));
         enc.copy_buffer_to_buffer(src, src_off, dst, dst_off, size);
         st.counters.copies += 1;
         st.counters.encode_s += since(clock);
@@ -827,9 +772,7 @@ impl Gpu {
     /// Start timing every dispatch on the GPU until [`Gpu::stop_gpu_timer`] (submits what was
     /// recorded before). An error on adapters without timestamp queries.
     pub fn start_gpu_timer(&self) -> Result<TimerMode> {
-        let mode = self
-            .gpu_timer_mode()
-            .ok_or_else(|| Error::Device(format!("{} has no timestamp queries (wgpu TIMESTAMP_QUERY)", self.0.info.name)))?;
+        let mode = self.gpu_timer_mode().ok_or_else(|| Error::Device(format!("{} has no timestamp queries (wgpu TIMESTAMP_QUERY)", self.0.info.name)))?;
         self.flush()?;
         let set = self.0.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("ssv2a timer"),
@@ -917,10 +860,7 @@ impl Gpu {
         });
         let clock = crate::clock::now_s();
         #[cfg(not(target_arch = "wasm32"))]
-        self.0
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("poll: {e}")))?;
+        self.0.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Device(format!("poll: {e}")))?;
         let mapped = rx.await;
         {
             let mut st = self.state();

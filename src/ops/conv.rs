@@ -378,13 +378,7 @@ impl Tensor {
         u32_of(op, items as usize)?;
         let s = u32_of(op, splits)?;
         let pp = ConvParams { splits: s, has_bias: 0, act: 0, ..plan.params };
-        gpu.launch(
-            plan.entry,
-            &weight.overrides(),
-            &pp,
-            &[Some(self.raw()), Some(weight.raw()), None, Some(parts.raw())],
-            Grid::threads(items, plan.wg)?,
-        )?;
+        gpu.launch(plan.entry, &weight.overrides(), &pp, &[Some(self.raw()), Some(weight.raw()), None, Some(parts.raw())], Grid::threads(items, plan.wg)?)?;
         let sp = ConvParams { splits: s, ..plan.params };
         gpu.launch(
             e::CONV_SPLIT_SUM,

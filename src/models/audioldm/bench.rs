@@ -101,16 +101,7 @@ impl std::fmt::Display for UnetStep {
 /// `cfg` and measure its GPU memory. With `profile`, also the device layer's counters of the
 /// median step and, where the adapter has timestamp queries, one more step timed on the GPU.
 #[allow(clippy::too_many_arguments)]
-pub async fn unet_step(
-    gpu: &Gpu,
-    cfg: &UnetConfig,
-    batch: usize,
-    frames: usize,
-    f16: bool,
-    reps: usize,
-    profile: bool,
-    now: fn() -> f64,
-) -> Result<UnetStep> {
+pub async fn unet_step(gpu: &Gpu, cfg: &UnetConfig, batch: usize, frames: usize, f16: bool, reps: usize, profile: bool, now: fn() -> f64) -> Result<UnetStep> {
     let t0 = now();
     let bytes = random_unet_pack(cfg, f16, 0x5eed)?;
     let params = param_shapes(cfg)?.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
@@ -166,18 +157,5 @@ pub async fn unet_step(
         None
     };
     let (peak_in_use, peak_allocated) = peaks.unwrap_or_default();
-    Ok(UnetStep {
-        batch,
-        frames,
-        f16,
-        params,
-        build_s: t1 - t0,
-        load_s: t2 - t1,
-        weight_bytes,
-        first_s,
-        times_s,
-        peak_in_use,
-        peak_allocated,
-        profile,
-    })
+    Ok(UnetStep { batch, frames, f16, params, build_s: t1 - t0, load_s: t2 - t1, weight_bytes, first_s, times_s, peak_in_use, peak_allocated, profile })
 }
