@@ -45,7 +45,10 @@ type Binding = (u32, &'static str, Option<String>, naga::Handle<naga::Type>);
 
 fn main() {
     println!("cargo:rerun-if-changed=shaders");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    // Read at run time: `env!` would bake in the checkout the build script was compiled in, and
+    // a target dir shared with (or copied from) another worktree then reads that one's shaders.
+    let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&root).join("shaders");
     let shared = read_shared(&dir.join("shared"));
     let mut out = Out::default();
     let mut failed = false;

@@ -11,16 +11,26 @@
 //           an "A/B" view of the two spatial axes for conv2d_3x3 (A = the axis of the 8-wide
 //           side of the output patch: W when swap = 0, H when swap = 1; the host fills sizes,
 //           padding and the x/y strides per axis); has_bias; act (ops::Act code); tk_step/tx_step
-//           for conv_transpose1d (stride/gcd(stride, dilation), dilation/gcd).
+//           for conv_transpose1d (stride/gcd(stride, dilation), dilation/gcd); splits: the
+//           split-K parts of conv2d_3x3 and conv_split_sum (0 or 1: no split).
 // Grid:     a linear invocation index (workgroup index folded over x/y/z by device.rs `Grid`) is
 //           one work item; items past the end return.
 // Entries:
 //   conv2d_naive            one output per invocation (the textbook loop; benchmark baseline only)
 //   conv2d                  any shape: 16 output channels x 8 output positions per invocation; the
 //                           reduction index r = (ci, ky, kx) is walked 4 at a time with one 4-wide
-//                           weight load per channel (padded rows make the tail chunk safe)
+//                           weight load per channel (padded rows make the tail chunk safe). Split-K
+//                           as conv2d_3x3's, over whole 4-wide steps of r
 //   conv2d_3x3              3x3, stride 1, dilation 1: 8 channels x a 2 x 8 output patch; the 4 x 10
-//                           input patch is loaded once per input channel and serves all 9 taps
+//                           input patch is loaded once per input channel and serves all 9 taps.
+//                           With splits = S > 1 (split-K), items come S times over: part s sums
+//                           input channels [s·c, (s + 1)·c) (c = ⌈cin_g / S⌉) into y plane s of
+//                           [S, n, cout, ho, wo] (the host sets has_bias = act = 0), so grids too
+//                           small to fill a GPU (the UNet's 1×2 … 4×8 maps) get S times the
+//                           workgroups, each with 1/S of the loop
+//   conv_split_sum          y = act(Σ_s x[s] + bias) over the S planes of a split-K conv2d(_3x3)
+//                           output (x = [S, n, cout, ho, wo]), one output per invocation, parts
+//                           summed in order
 //   conv_transpose1d        4 channels x 32 outputs of one phase (t + pad) mod stride, so all outputs
 //                           of an invocation use the same taps; taps 4 at a time over a sliding
 //                           36-slot input window (a row costs 36 + ntap input loads, not 32·ntap)
@@ -75,7 +85,7 @@ struct ConvParams {
     act: u32,
     tk_step: u32,
     tx_step: u32,
-    _pad0: u32,
+    splits: u32,
 }
 
 override W_F16: bool = true;
@@ -368,14 +378,22 @@ fn g_step(acc: ptr<function, array<vec4<f32>, 32>>, w: ptr<function, array<vec4<
 
 @compute @workgroup_size(64)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let it = item_index(wid, nwg, lid, 64u);
+    let it_all = item_index(wid, nwg, lid, 64u);
     let howo = p.ho * p.wo;
     let np = p.n * howo;                         // output positions (batch folded in)
     let npb = (np + 7u) / 8u;                    // position blocks
     let cpg = (p.cout_g + 15u) / 16u;            // channel blocks per group
-    if (it >= npb * cpg * p.groups) {
+    let items = npb * cpg * p.groups;
+    let parts = max(p.splits, 1u);
+    if (it_all >= items * parts) {
         return;
     }
+    // Split-K part: reduction steps [r_begin, r_end), whole 4-wide steps.
+    let part = it_all / items;
+    let it = it_all - part * items;
+    let chunk = ((p.cols + 3u) / 4u + parts - 1u) / parts * 4u;
+    let r_begin = part * chunk;
+    let r_end = min(p.cols, r_begin + chunk);
     // Adjacent invocations take adjacent positions of one channel block; an invocation's 8
     // positions are npb apart (coalesced x reads on GPUs).
     let pb = it % npb;
@@ -414,8 +432,9 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     pos[1] = vec4<i32>(nnb * p.cin * hw + gbase) + pos[3] * i32(p.w) + pos[5];
 
     var acc: array<vec4<f32>, 32>; // [16 channels][2 x 4 positions]
-    var k = vec3<u32>(0u);         // (ci, ky, kx) of the next tap
-    for (var r = 0u; r < p.cols; r += 4u) {
+    let khw = p.kh * p.kw;
+    var k = vec3<u32>(r_begin / khw, (r_begin / p.kw) % p.kh, r_begin % p.kw); // (ci, ky, kx) of the next tap
+    for (var r = r_begin; r < r_end; r += 4u) {
         var w: array<vec4<f32>, 16>;
         w[0] = w4(wra.x + r);
         w[1] = w4(wra.y + r);
@@ -439,8 +458,8 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         g_step(&acc, &w, 3u, &pos, &k, hw);
     }
 
-    let yba = nna * p.cout * howo + rema;
-    let ybb = nnb * p.cout * howo + remb;
+    let yba = (part * p.n + nna) * p.cout * howo + rema;
+    let ybb = (part * p.n + nnb) * p.cout * howo + remb;
     st4(acc[0], co0 + 0u, co0 + 0u < co_end, yba + vec4<u32>((0u + co0) * howo), okqa);
     st4(acc[1], co0 + 0u, co0 + 0u < co_end, ybb + vec4<u32>((0u + co0) * howo), okqb);
     st4(acc[2], co0 + 1u, co0 + 1u < co_end, yba + vec4<u32>((1u + co0) * howo), okqa);
@@ -669,13 +688,20 @@ fn p_load(s: ptr<function, array<vec4<f32>, 6>>, xc: i32, ib: i32, ia0: i32) {
 
 @compute @workgroup_size(64)
 fn conv2d_3x3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let it = item_index(wid, nwg, lid, 64u);
+    let it_all = item_index(wid, nwg, lid, 64u);
     let nab = (p.oa + 7u) / 8u;
     let nbb = (p.ob + 1u) / 2u;
     let cpg = (p.cout_g + 7u) / 8u;
-    if (it >= nab * nbb * p.n * cpg * p.groups) {
+    let items = nab * nbb * p.n * cpg * p.groups;
+    let parts = max(p.splits, 1u);
+    if (it_all >= items * parts) {
         return;
     }
+    let part = it_all / items;
+    let it = it_all - part * items;
+    let chunk = (p.cin_g + parts - 1u) / parts;
+    let ci_begin = part * chunk;
+    let ci_end = min(p.cin_g, ci_begin + chunk);
     let ab = it % nab;
     var t = it / nab;
     let bb = t % nbb;
@@ -697,7 +723,7 @@ fn conv2d_3x3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     var wk: array<f32, 72>;                      // [8 channels][b][a]
     var s: array<vec4<f32>, 6>;
     let xg = (nn * p.cin + g * p.cin_g) * hw;
-    for (var ci = 0u; ci < p.cin_g; ci++) {
+    for (var ci = ci_begin; ci < ci_end; ci++) {
         w9(&wk, 0u, wra.x + ci * 9u, swap);
         w9(&wk, 9u, wra.y + ci * 9u, swap);
         w9(&wk, 18u, wra.z + ci * 9u, swap);
@@ -720,7 +746,7 @@ fn conv2d_3x3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
 
     let howo = p.ho * p.wo;
-    let ybase = nn * p.cout * howo;
+    let ybase = (part * p.n + nn) * p.cout * howo;
     var pidx: array<vec4<u32>, 4>;               // [row jb][half h]
     var pok: array<vec4<bool>, 4>;
     for (var q = 0u; q < 4u; q++) {
@@ -761,6 +787,23 @@ fn conv2d_3x3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     st4(acc[29], co0 + 7u, co0 + 7u < co_end, pidx[1] + vec4<u32>((co0 + 7u) * howo), pok[1]);
     st4(acc[30], co0 + 7u, co0 + 7u < co_end, pidx[2] + vec4<u32>((co0 + 7u) * howo), pok[2]);
     st4(acc[31], co0 + 7u, co0 + 7u < co_end, pidx[3] + vec4<u32>((co0 + 7u) * howo), pok[3]);
+}
+
+// ---- conv_split_sum: the split-K parts of conv2d_3x3 ----
+
+@compute @workgroup_size(256)
+fn conv_split_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = item_index(wid, nwg, lid, 256u);
+    let howo = p.ho * p.wo;
+    let total = p.n * p.cout * howo;
+    if (i >= total) {
+        return;
+    }
+    var v = x[i];
+    for (var s = 1u; s < p.splits; s++) {
+        v += x[s * total + i];
+    }
+    y[i] = finish(v, (i / howo) % p.cout);
 }
 
 // ---- conv_transpose1d ----

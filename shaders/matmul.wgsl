@@ -32,6 +32,11 @@
 //                        W_F16 = false)
 //           bmm_nn       C = A·B with f32 B [k, n], register-tiled (attention P·V)
 //           linear_naive C = A·Bᵀ, one dot product per invocation: the benchmark baseline
+//           split_sum    C = act(alpha·Σ_z A_z + bias): adds the `batches` planes [batches, m,
+//                        n] (contiguous, read through `a`) of a split-K `linear` (the host runs
+//                        `linear` as a batch over k chunks: batch z reads A and B at k offset
+//                        z·k and writes plane z, no bias or activation); C [m, n] at c_off, row
+//                        stride ldc; one output per invocation, planes summed in order
 // Design:   measured on lavapipe (shared/spec/lavapipe-matmul.md and the numbers below):
 //           llvmpipe runs each lane's storage loads as scalar loops, so the cost is the loads
 //           per lane and FMAs are nearly free. Each invocation loads 8 rows of A and 16 rows
@@ -401,6 +406,26 @@ fn bmm_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         step(&acc, a_step(ar, k0, kc, km), b_nn(c0, r, km), b_nn(c0 + 4u, r, km), b_nn(c0 + 8u, r, km), b_nn(c0 + 12u, r, km));
     }
     store_tile(t, &acc);
+}
+
+@compute @workgroup_size(64)
+fn split_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x + wid.z * nwg.x * nwg.y) * WG + lid;
+    let mn = p.m * p.n;
+    if (i >= mn) {
+        return;
+    }
+    var v = a1(i);
+    for (var z = 1u; z < p.batches; z++) {
+        v += a1(z * mn + i);
+    }
+    let row = i / p.n;
+    let col = i - row * p.n;
+    v = v * p.alpha;
+    if ((p.flags & 1u) != 0u) {
+        v += bias[col];
+    }
+    c[p.c_off + row * p.ldc + col] = apply_act(v, p.act);
 }
 
 @compute @workgroup_size(64)

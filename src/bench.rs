@@ -6,6 +6,7 @@
 //! parameter because wasm32 has no `std::time` ([`native_now`] natively; in a browser pass a
 //! function around `performance.now() / 1000`).
 
+use crate::device::{Counters, DispatchTime, TimerMode};
 use crate::ops::matmul::{reference, MatmulKernel};
 use crate::ops::Act;
 use crate::rng::Rng;
@@ -16,6 +17,118 @@ use crate::{Error, Gpu, Result};
 #[cfg(not(target_arch = "wasm32"))]
 pub fn native_now() -> f64 {
     crate::clock::now_s()
+}
+
+/// What the device layer did during one timed run (a UNet step, say) and where the GPU time
+/// went: `ssv2a bench … --profile`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// Wall time of the run the counters come from.
+    pub wall_s: f64,
+    pub counters: Counters,
+    /// From a separate run with GPU timestamps; `None` where the adapter has none.
+    pub gpu: Option<GpuTimes>,
+}
+
+/// GPU time of one run from timestamp queries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuTimes {
+    pub mode: TimerMode,
+    pub dispatches: usize,
+    /// Sum of the dispatches' times.
+    pub busy_s: f64,
+    /// First start to last end.
+    pub span_s: f64,
+    /// Per entry point: (name, dispatches, seconds, workgroups), most time first.
+    pub by_entry: Vec<(&'static str, usize, f64, u64)>,
+}
+
+impl GpuTimes {
+    pub fn new(mode: TimerMode, times: &[DispatchTime]) -> GpuTimes {
+        let mut by_entry: Vec<(&'static str, usize, f64, u64)> = vec![];
+        let mut busy_s = 0.0;
+        for d in times {
+            let s = ((d.end_ns - d.start_ns) * 1e-9).max(0.0);
+            let wg = d.groups.iter().map(|&g| g as u64).product::<u64>();
+            busy_s += s;
+            match by_entry.iter_mut().find(|e| e.0 == d.entry) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += s;
+                    e.3 += wg;
+                }
+                None => by_entry.push((d.entry, 1, s, wg)),
+            }
+        }
+        by_entry.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let first = times.iter().map(|d| d.start_ns).fold(f64::INFINITY, f64::min);
+        let last = times.iter().map(|d| d.end_ns).fold(f64::NEG_INFINITY, f64::max);
+        let span_s = if times.is_empty() { 0.0 } else { (last - first) * 1e-9 };
+        GpuTimes { mode, dispatches: times.len(), busy_s, span_s, by_entry }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.counters;
+        let ms = |s: f64| s * 1e3;
+        let per = |s: f64, n: u64| if n == 0 { 0.0 } else { s * 1e6 / n as f64 };
+        writeln!(
+            f,
+            "  device work: {} dispatches in {} compute passes, {} bind groups created, {} pipelines compiled, {} submits, {} waits; \
+             buffers: {} from the pool, {} created; {} uploads ({:.2} MB), {:.1} KB of uniforms, {} copies",
+            c.dispatches,
+            c.passes,
+            c.bind_groups,
+            c.pipelines,
+            c.submits,
+            c.waits,
+            c.pool_hits,
+            c.buffers_created,
+            c.uploads,
+            c.upload_bytes as f64 / 1e6,
+            c.uniform_bytes as f64 / 1e3,
+            c.copies
+        )?;
+        write!(
+            f,
+            "  CPU: recording {:.1} ms ({:.1} µs per dispatch), submitting {:.1} ms, waiting for the GPU {:.1} ms, rest {:.1} ms (of {:.1} ms wall)",
+            ms(c.encode_s),
+            per(c.encode_s, c.dispatches),
+            ms(c.submit_s),
+            ms(c.wait_s),
+            ms(self.wall_s - c.encode_s - c.submit_s - c.wait_s),
+            ms(self.wall_s)
+        )?;
+        match &self.gpu {
+            None => write!(f, "\n  GPU: no timestamp queries on this adapter"),
+            Some(g) => {
+                let how = match g.mode {
+                    TimerMode::InsidePasses => "timestamps inside the pass, each dispatch from the previous one's end",
+                    TimerMode::PassPerDispatch => "a pass per dispatch with begin/end timestamps",
+                };
+                write!(
+                    f,
+                    "\n  GPU ({how}; a separate run): {} dispatches, span {:.1} ms, busy {:.1} ms, gaps {:.1} ms ({:.1} µs per dispatch)",
+                    g.dispatches,
+                    ms(g.span_s),
+                    ms(g.busy_s),
+                    ms(g.span_s - g.busy_s),
+                    per(g.busy_s, g.dispatches as u64)
+                )?;
+                for (name, n, s, wg) in g.by_entry.iter().take(12) {
+                    write!(
+                        f,
+                        "\n    {name:<24} {n:>5}× {:>8.2} ms  ({:>7.1} µs each, {:>7.0} workgroups each)",
+                        ms(*s),
+                        per(*s, *n as u64),
+                        *wg as f64 / *n as f64
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Best and median wall time of the timed runs of one kernel.

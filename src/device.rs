@@ -8,6 +8,16 @@
 //! command buffer submitted after it, so writing one small uniform per dispatch while the
 //! encoder is open would make every recorded dispatch see the last write (HOUSE_STYLE §2.3).
 //!
+//! Consecutive dispatches share one open compute pass, ended only by a copy or a submit: wgpu
+//! records every pass as two driver command buffers (the pass and the barriers before it), so a
+//! pass per dispatch made the UNet step's submission ~1,600 command buffers (HOUSE_STYLE §2.3's
+//! "one pass per op" is kept as [`Gpu::set_split_passes`], the baseline and the timer's
+//! fallback). Barriers between dependent dispatches inside a pass are wgpu's, as before.
+//!
+//! [`Gpu::counters`] counts the device layer's work (dispatches, passes, bind groups, uploads,
+//! pool hits and misses, submits, waits) and times its CPU side (recording, submitting, waiting);
+//! [`Gpu::start_gpu_timer`] adds GPU timestamps per dispatch where the adapter has them.
+//!
 //! This module knows nothing about shapes or ops.
 
 use std::collections::HashMap;
@@ -26,6 +36,12 @@ pub const MAX_WORKGROUPS_PER_DIM: u32 = 65_535;
 /// binding above 1 GiB buys nothing for these models while making an allocation failure later.
 const MAX_BINDING_CAP: u64 = 1 << 30;
 const MAX_BUFFER_CAP: u64 = 2 << 30;
+
+/// Workgroups a dispatch should launch to keep a discrete GPU busy; ops whose natural grid is
+/// smaller split their reduction (split-K) to reach it (see [`Gpu::parallel_target`]). The H200
+/// has 132 SMs, each holding about 4 of the register-heavy tiled kernels' 64-invocation
+/// workgroups: 1024 is about two waves.
+const GPU_PARALLEL_TARGET: u64 = 1024;
 
 /// What [`Gpu::info`] reports.
 #[derive(Clone, Debug)]
@@ -84,6 +100,92 @@ pub struct MemoryStats {
     pub peak_in_use: u64,
 }
 
+/// Work done by the device layer since the device was created (see [`Gpu::counters`]);
+/// subtract two readings for an interval. Times are CPU wall seconds on [`crate::clock`]
+/// (millisecond resolution in the browser).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counters {
+    /// Dispatches recorded.
+    pub dispatches: u64,
+    /// Compute passes opened.
+    pub passes: u64,
+    /// Bind groups created.
+    pub bind_groups: u64,
+    /// Compute pipelines created (compiled).
+    pub pipelines: u64,
+    /// Uniform arena bytes written with `write_buffer` at submits.
+    pub uniform_bytes: u64,
+    /// Host-to-GPU uploads (`write_buffer` into a tensor or weight) and their bytes.
+    pub uploads: u64,
+    pub upload_bytes: u64,
+    /// Storage buffers taken from the pool, and ones it had to create.
+    pub pool_hits: u64,
+    pub buffers_created: u64,
+    /// Buffer-to-buffer copies recorded.
+    pub copies: u64,
+    /// Command buffer submissions.
+    pub submits: u64,
+    /// Blocking waits for the GPU (readbacks, syncs).
+    pub waits: u64,
+    /// CPU seconds spent recording: pipeline lookup, arena slot, bind group, pass commands.
+    pub encode_s: f64,
+    /// CPU seconds spent submitting: arena upload, `finish`, `queue.submit`.
+    pub submit_s: f64,
+    /// Seconds blocked waiting for the GPU.
+    pub wait_s: f64,
+}
+
+impl std::ops::Sub for Counters {
+    type Output = Counters;
+    fn sub(self, o: Counters) -> Counters {
+        Counters {
+            dispatches: self.dispatches - o.dispatches,
+            passes: self.passes - o.passes,
+            bind_groups: self.bind_groups - o.bind_groups,
+            pipelines: self.pipelines - o.pipelines,
+            uniform_bytes: self.uniform_bytes - o.uniform_bytes,
+            uploads: self.uploads - o.uploads,
+            upload_bytes: self.upload_bytes - o.upload_bytes,
+            pool_hits: self.pool_hits - o.pool_hits,
+            buffers_created: self.buffers_created - o.buffers_created,
+            copies: self.copies - o.copies,
+            submits: self.submits - o.submits,
+            waits: self.waits - o.waits,
+            encode_s: self.encode_s - o.encode_s,
+            submit_s: self.submit_s - o.submit_s,
+            wait_s: self.wait_s - o.wait_s,
+        }
+    }
+}
+
+/// GPU time of one dispatch from timestamp queries (see [`Gpu::start_gpu_timer`]), in ns on
+/// the GPU's clock.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DispatchTime {
+    /// Entry point name.
+    pub entry: &'static str,
+    pub groups: [u32; 3],
+    pub start_ns: f64,
+    pub end_ns: f64,
+}
+
+/// How [`Gpu::start_gpu_timer`] measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerMode {
+    /// One timestamp after each dispatch inside the shared pass: a dispatch's time runs from
+    /// the previous dispatch's completion (barriers and idle gaps included).
+    InsidePasses,
+    /// A pass per dispatch with begin/end timestamps (adapters without timestamps inside
+    /// passes, e.g. browsers): gaps between dispatches show, but every dispatch then pays a
+    /// pass of its own.
+    PassPerDispatch,
+}
+
+/// Seconds since `start` on [`crate::clock`] (millisecond resolution in the browser).
+fn since(start: f64) -> f64 {
+    crate::clock::now_s() - start
+}
+
 /// A handle to the GPU. Cheap to clone; all clones share one device, encoder and pool.
 #[derive(Clone)]
 pub struct Gpu(Arc<Inner>);
@@ -113,13 +215,40 @@ struct PipelineKey {
 }
 
 struct State {
+    /// The open compute pass, recorded into `encoder` (declared first: it must end before the
+    /// encoder goes).
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     arena: Vec<u8>,
     arena_buf: wgpu::Buffer,
-    dispatches: usize,
     pool: Pool,
     stats: MemoryStats,
-    total_dispatches: u64,
+    counters: Counters,
+    /// One compute pass per dispatch (the layout before 2026-12-04), see [`Gpu::set_split_passes`].
+    split_passes: bool,
+    timer: Option<Timer>,
+    parallel_target: u64,
+}
+
+/// GPU timestamps being collected: queries of the open submission, and resolved ones waiting
+/// to be read back.
+struct Timer {
+    set: wgpu::QuerySet,
+    mode: TimerMode,
+    /// Queries written in the open submission.
+    used: u32,
+    /// The query holding the latest completion in the open pass (`InsidePasses`).
+    last: u32,
+    marks: Vec<Mark>,
+    pending: Vec<(wgpu::Buffer, Vec<Mark>)>,
+}
+
+/// A timed dispatch: its start and end are the timestamps in queries `begin` and `end`.
+struct Mark {
+    entry: &'static str,
+    groups: [u32; 3],
+    begin: u32,
+    end: u32,
 }
 
 /// Size-bucketed buffer pool. Buffers dropped while the open encoder may still read them go to
@@ -177,6 +306,14 @@ impl Drop for GpuBuffer {
     }
 }
 
+fn default_parallel_target(t: wgpu::DeviceType) -> u64 {
+    if t == wgpu::DeviceType::Cpu {
+        0
+    } else {
+        GPU_PARALLEL_TARGET
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -210,6 +347,12 @@ impl Gpu {
         limits.max_buffer_size = limits.max_buffer_size.min(MAX_BUFFER_CAP);
         let afeat = adapter.features();
         let mut features = wgpu::Features::empty();
+        // Only for `start_gpu_timer`: requesting them changes nothing else.
+        for f in [wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES] {
+            if afeat.contains(f) {
+                features |= f;
+            }
+        }
         if afeat.contains(wgpu::Features::SHADER_F16) && !opts.no_f16 {
             features |= wgpu::Features::SHADER_F16;
         }
@@ -264,13 +407,16 @@ impl Gpu {
             lost,
             cache: Mutex::default(),
             state: Mutex::new(State {
+                pass: None,
                 encoder: None,
                 arena: Vec::with_capacity(ARENA_BYTES),
                 arena_buf,
-                dispatches: 0,
                 pool: Pool::default(),
                 stats: MemoryStats::default(),
-                total_dispatches: 0,
+                counters: Counters::default(),
+                split_passes: false,
+                timer: None,
+                parallel_target: default_parallel_target(ainfo.device_type),
             }),
             dummy,
         })))
@@ -307,7 +453,31 @@ impl Gpu {
     }
     /// Number of dispatches recorded since the device was created.
     pub fn dispatch_count(&self) -> u64 {
-        self.state().total_dispatches
+        self.state().counters.dispatches
+    }
+    /// Workgroups a dispatch should reach for this adapter to be busy: ops with a smaller grid
+    /// split their reduction into parts (split-K) and sum the parts in a second dispatch. 0 on
+    /// CPU adapters (lavapipe runs workgroups on a few threads: a split only adds work).
+    pub fn parallel_target(&self) -> u64 {
+        self.state().parallel_target
+    }
+    /// Override [`Gpu::parallel_target`] (`None`: the adapter's default; `Some(0)`: never split,
+    /// the baseline of `ssv2a bench unet --no-split-k`).
+    pub fn set_parallel_target(&self, workgroups: Option<u64>) {
+        self.state().parallel_target = workgroups.unwrap_or_else(|| default_parallel_target(self.0.info.device_type));
+    }
+    /// The device layer's work counters since the device was created.
+    pub fn counters(&self) -> Counters {
+        self.state().counters
+    }
+    /// Record every dispatch in a compute pass of its own (`true`) instead of sharing one open
+    /// pass (`false`, the default). Kept as the baseline for `ssv2a bench unet --split-passes`
+    /// and for the GPU timer on adapters without timestamps inside passes. Results are the same
+    /// either way.
+    pub fn set_split_passes(&self, split: bool) {
+        let mut st = self.state();
+        st.pass = None;
+        st.split_passes = split;
     }
     /// Free every pooled (unused) buffer. Tensors that are alive keep theirs.
     pub fn trim_pool(&self) {
@@ -334,9 +504,17 @@ impl Gpu {
         let mut st = self.state();
         let reused =
             st.pool.free.get_mut(&b).and_then(|v| v.pop()).or_else(|| if for_upload { None } else { st.pool.recent.get_mut(&b).and_then(|v| v.pop()) });
+        if for_upload {
+            st.counters.uploads += 1;
+            st.counters.upload_bytes += size;
+        }
         let buf = match reused {
-            Some(buf) => buf,
+            Some(buf) => {
+                st.counters.pool_hits += 1;
+                buf
+            }
             None => {
+                st.counters.buffers_created += 1;
                 st.stats.allocated += b;
                 st.stats.peak_allocated = st.stats.peak_allocated.max(st.stats.allocated);
                 self.0.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: b, usage: STORAGE_USAGE, mapped_at_creation: false })
@@ -420,6 +598,7 @@ impl Gpu {
                 })
             })
             .clone();
+        self.state().counters.pipelines += 1;
         let constants: Vec<(&str, f64)> = overrides.to_vec();
         let p = self.0.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry.name),
@@ -460,10 +639,12 @@ impl Gpu {
         if groups.contains(&0) {
             return Ok(());
         }
+        let clock = crate::clock::now_s();
         let (pipeline, bgl) = self.pipeline(entry, overrides);
 
         let mut st = self.state();
-        if st.arena.len() + UNIFORM_ALIGN > ARENA_BYTES {
+        let queries_full = st.timer.as_ref().is_some_and(|t| t.used + 3 > wgpu::QUERY_SET_MAX_QUERIES);
+        if st.arena.len() + UNIFORM_ALIGN > ARENA_BYTES || queries_full {
             self.submit(&mut st);
         }
         let offset = st.arena.len();
@@ -481,34 +662,90 @@ impl Gpu {
         });
         let bg = self.0.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &bgl, entries: &entries });
         let device = &self.0.device;
-        let enc = st.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ssv2a") }));
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry.name), timestamp_writes: None });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bg, &[offset as u32]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        let State { pass, encoder, counters, split_passes, timer, .. } = &mut *st;
+        let enc = encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ssv2a") }));
+        let split = *split_passes || timer.as_ref().is_some_and(|t| t.mode == TimerMode::PassPerDispatch);
+        if split {
+            let timestamp_writes = timer.as_mut().map(|t| {
+                let begin = t.used;
+                t.used += 2;
+                t.marks.push(Mark { entry: entry.name, groups, begin, end: begin + 1 });
+                wgpu::ComputePassTimestampWrites { query_set: &t.set, beginning_of_pass_write_index: Some(begin), end_of_pass_write_index: Some(begin + 1) }
+            });
+            let mut p = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry.name), timestamp_writes });
+            p.set_pipeline(&pipeline);
+            p.set_bind_group(0, &bg, &[offset as u32]);
+            p.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            counters.passes += 1;
+        } else {
+            let p = pass.get_or_insert_with(|| {
+                counters.passes += 1;
+                let mut p = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ssv2a"), timestamp_writes: None }).forget_lifetime();
+                if let Some(t) = timer.as_mut() {
+                    p.write_timestamp(&t.set, t.used);
+                    t.last = t.used;
+                    t.used += 1;
+                }
+                p
+            });
+            p.set_pipeline(&pipeline);
+            p.set_bind_group(0, &bg, &[offset as u32]);
+            p.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            if let Some(t) = timer.as_mut() {
+                p.write_timestamp(&t.set, t.used);
+                t.marks.push(Mark { entry: entry.name, groups, begin: t.last, end: t.used });
+                t.last = t.used;
+                t.used += 1;
+            }
         }
-        st.dispatches += 1;
-        st.total_dispatches += 1;
+        counters.dispatches += 1;
+        counters.bind_groups += 1;
+        counters.encode_s += since(clock);
         Ok(())
     }
 
-    /// Record a buffer-to-buffer copy into the open encoder.
+    /// Record a buffer-to-buffer copy into the open encoder (ends the open pass).
     pub(crate) fn copy_buffer(&self, src: &wgpu::Buffer, src_off: u64, dst: &wgpu::Buffer, dst_off: u64, size: u64) {
+        let clock = crate::clock::now_s();
         let mut st = self.state();
+        st.pass = None;
         let device = &self.0.device;
         let enc = st.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ssv2a") }));
         enc.copy_buffer_to_buffer(src, src_off, dst, dst_off, size);
+        st.counters.copies += 1;
+        st.counters.encode_s += since(clock);
     }
 
     fn submit(&self, st: &mut State) {
-        if let Some(enc) = st.encoder.take() {
+        let clock = crate::clock::now_s();
+        st.pass = None;
+        if let Some(mut enc) = st.encoder.take() {
+            if let Some(t) = st.timer.as_mut().filter(|t| t.used > 0) {
+                let bytes = t.used as u64 * 8;
+                let resolve = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("timestamps"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                let readback = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("timestamps readback"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                enc.resolve_query_set(&t.set, 0..t.used, &resolve, 0);
+                enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
+                t.pending.push((readback, std::mem::take(&mut t.marks)));
+                t.used = 0;
+            }
             if !st.arena.is_empty() {
                 self.0.queue.write_buffer(&st.arena_buf, 0, &st.arena);
+                st.counters.uniform_bytes += st.arena.len() as u64;
             }
             self.0.queue.submit([enc.finish()]);
             st.arena.clear();
-            st.dispatches = 0;
+            st.counters.submits += 1;
         }
         // Nothing recorded can read the recently freed buffers any more before they are
         // overwritten by a later upload: the submit above is ordered before that upload.
@@ -516,6 +753,57 @@ impl Gpu {
         for (size, mut v) in recent {
             st.pool.free.entry(size).or_default().append(&mut v);
         }
+        st.counters.submit_s += since(clock);
+    }
+
+    /// How [`Gpu::start_gpu_timer`] would measure on this device, or `None` without
+    /// `TIMESTAMP_QUERY`.
+    pub fn gpu_timer_mode(&self) -> Option<TimerMode> {
+        let f = self.0.device.features();
+        if !f.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            None
+        } else if f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES) && !self.state().split_passes {
+            Some(TimerMode::InsidePasses)
+        } else {
+            Some(TimerMode::PassPerDispatch)
+        }
+    }
+
+    /// Start timing every dispatch on the GPU until [`Gpu::stop_gpu_timer`] (submits what was
+    /// recorded before). An error on adapters without timestamp queries.
+    pub fn start_gpu_timer(&self) -> Result<TimerMode> {
+        let mode = self.gpu_timer_mode().ok_or_else(|| Error::Device(format!("{} has no timestamp queries (wgpu TIMESTAMP_QUERY)", self.0.info.name)))?;
+        self.flush()?;
+        let set = self.0.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("ssv2a timer"),
+            ty: wgpu::QueryType::Timestamp,
+            count: wgpu::QUERY_SET_MAX_QUERIES,
+        });
+        self.state().timer = Some(Timer { set, mode, used: 0, last: 0, marks: vec![], pending: vec![] });
+        Ok(mode)
+    }
+
+    /// Stop the timer: submit, wait, and return the GPU time of every dispatch recorded since
+    /// [`Gpu::start_gpu_timer`], in recording order (empty if the timer was not running).
+    pub async fn stop_gpu_timer(&self) -> Result<Vec<DispatchTime>> {
+        self.flush()?;
+        let timer = {
+            let mut st = self.state();
+            st.pass = None;
+            st.timer.take()
+        };
+        let Some(timer) = timer else { return Ok(vec![]) };
+        let period = self.0.queue.get_timestamp_period() as f64;
+        let mut out = vec![];
+        for (buf, marks) in timer.pending {
+            let bytes = self.map_read(&buf).await?;
+            let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+            for m in marks {
+                let at = |q: u32| ticks.get(q as usize).map(|&t| t as f64 * period).unwrap_or(f64::NAN);
+                out.push(DispatchTime { entry: m.entry, groups: m.groups, start_ns: at(m.begin), end_ns: at(m.end) });
+            }
+        }
+        Ok(out)
     }
 
     /// Submit everything recorded so far. Returns any GPU error raised since the last check.
@@ -560,23 +848,36 @@ impl Gpu {
             self.copy_buffer(src, offset, &staging, 0, size4);
         }
         self.flush()?;
+        let bytes = self.map_read(&staging).await?;
+        Ok(bytes[..size as usize].to_vec())
+    }
+
+    /// Map a submitted `MAP_READ` buffer, wait for it, and copy its contents out.
+    async fn map_read(&self, buf: &wgpu::Buffer) -> Result<Vec<u8>> {
         let (tx, rx) = futures_channel::oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        buf.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        let clock = crate::clock::now_s();
         #[cfg(not(target_arch = "wasm32"))]
         self.0.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Device(format!("poll: {e}")))?;
-        match rx.await {
+        let mapped = rx.await;
+        {
+            let mut st = self.state();
+            st.counters.waits += 1;
+            st.counters.wait_s += since(clock);
+        }
+        match mapped {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::Device(format!("map_async: {e}"))),
             Err(_) => return Err(Error::Device("readback was cancelled (device lost?)".into())),
         }
         self.check()?;
         let out = {
-            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Device(format!("mapped range: {e}")))?;
-            view[..size as usize].to_vec()
+            let view = buf.slice(..).get_mapped_range().map_err(|e| Error::Device(format!("mapped range: {e}")))?;
+            view.to_vec()
         };
-        staging.unmap();
+        buf.unmap();
         Ok(out)
     }
 }

@@ -138,6 +138,35 @@ fn audioldm_unet_matches_pytorch() {
     });
 }
 
+/// The tiny UNet with every conv and linear that can split its reduction split (split-K, as
+/// GPUs run the UNet's small maps), on a device of its own so the other tests keep the
+/// adapter's setting: the same golden, and more dispatches than unsplit (the split ran).
+#[test]
+fn audioldm_unet_with_split_k_matches_pytorch() {
+    run(|shared| async move {
+        drop(shared); // a device of its own, on the same adapter
+        let gpu = Gpu::new().await.map_err(e)?;
+        common::check_backend(&gpu)?;
+        let (g, unet) = tiny_unet(&gpu)?;
+        let x = g.upload(&gpu, "in.x");
+        let film = g.upload(&gpu, "in.film");
+        let mut dispatches = vec![];
+        for target in [0, 1 << 20] {
+            gpu.set_parallel_target(Some(target));
+            let before = gpu.dispatch_count();
+            let eps = unet.forward(&x, &g.get("in.t").data, &film, None).map_err(e)?;
+            let got = eps.to_vec().await.map_err(e)?;
+            dispatches.push(gpu.dispatch_count() - before);
+            report(&format!("tiny UNet eps, split-K below {target} workgroups"), &got, &g.get("out.eps").data);
+            assert_close("eps", &got, &g.get("out.eps").data, ACT_TOL)?;
+        }
+        if dispatches[1] <= dispatches[0] {
+            return Err(format!("split-K did not split anything: {} dispatches unsplit, {} split", dispatches[0], dispatches[1]));
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn unet_from_the_lightning_checkpoint_runs_the_ema_weights() {
     run(|gpu| async move {
@@ -533,7 +562,7 @@ fn full_size_unet_step_memory_and_fp16() {
     run(|gpu| async move {
         let cfg = UnetConfig::s_full_v2();
         for batch in [2, 6] {
-            let r = audioldm::bench::unet_step(&gpu, &cfg, batch, 256, true, 1, ssv2a::bench::native_now).await.map_err(e)?;
+            let r = audioldm::bench::unet_step(&gpu, &cfg, batch, 256, true, 1, false, ssv2a::bench::native_now).await.map_err(e)?;
             eprintln!("{r}");
         }
         // fp16 vs f32 storage of the same weights, batch 2.

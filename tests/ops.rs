@@ -68,6 +68,11 @@ fn matmul_linear_acts() {
 }
 
 #[test]
+fn matmul_linear_split_k() {
+    run(|g| async move { cases::matmul::linear_split_k(&g).await });
+}
+
+#[test]
 fn matmul_linear_naive() {
     run(|g| async move { cases::matmul::linear_naive(&g).await });
 }

@@ -39,6 +39,7 @@ web_case!(gather_in_browser, cases::embed::gather);
 web_case!(weights_in_browser, cases::weights::round_trip);
 web_case!(matmul_linear_shapes_in_browser, cases::matmul::linear_shapes);
 web_case!(matmul_linear_acts_in_browser, cases::matmul::linear_acts);
+web_case!(matmul_linear_split_k_in_browser, cases::matmul::linear_split_k);
 web_case!(matmul_linear_layouts_in_browser, cases::matmul::linear_layouts);
 web_case!(matmul_bmm_shapes_in_browser, cases::matmul::bmm_shapes);
 web_case!(matmul_bmm_strided_heads_in_browser, cases::matmul::bmm_strided_heads);

@@ -76,6 +76,20 @@ enum BenchWhat {
         /// Timed steps after one warm-up step.
         #[arg(long, default_value_t = 2)]
         reps: usize,
+        /// Also print the device layer's work in the median step (dispatches, passes, bind
+        /// groups, submits, waits; CPU recording / submitting / waiting time) and the GPU time
+        /// of one more step from timestamp queries where the adapter has them.
+        #[arg(long)]
+        profile: bool,
+        /// Baseline: record every dispatch in a compute pass of its own (the layout before
+        /// 2026-12-04) instead of one shared pass.
+        #[arg(long)]
+        split_passes: bool,
+        /// Split a conv/linear's reduction (split-K) when its grid has fewer workgroups than
+        /// this; 0 never splits (the baseline). Default: the adapter's (1024 on GPUs, 0 on CPU
+        /// adapters such as lavapipe).
+        #[arg(long)]
+        split_k_target: Option<u64>,
     },
     /// The CLIP ViT-L/14 vision tower (batch 1 and 17) and a full 65 × 64 Cycle Mix, with
     /// random weights at the real sizes.
@@ -134,7 +148,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Stage(a) => stage::run(a).await,
         Cmd::Detect(a) => detect::run(a).await,
         Cmd::Bench { what: BenchWhat::Kernels { reps } } => bench_kernels(reps).await,
-        Cmd::Bench { what: BenchWhat::Unet { batch, frames, dtype, reps } } => bench_unet(batch, frames, &dtype, reps).await,
+        Cmd::Bench { what: BenchWhat::Unet { batch, frames, dtype, reps, profile, split_passes, split_k_target } } => {
+            bench_unet(batch, frames, &dtype, reps, profile, split_passes, split_k_target).await
+        }
         Cmd::Bench { what: BenchWhat::Ssv2a(a) } => bench_ssv2a::run(a).await,
         Cmd::Bench { what: BenchWhat::Yolo { weights, size, reps, profile } } => detect::bench(weights.as_deref(), size, reps, profile).await,
         Cmd::Bench { what: BenchWhat::Jpeg { file, reps } } => bench_jpeg(file.as_deref(), reps),
@@ -186,16 +202,32 @@ fn bench_jpeg(file: Option<&std::path::Path>, reps: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn bench_unet(batch: usize, frames: usize, dtype: &str, reps: usize) -> anyhow::Result<()> {
+async fn bench_unet(
+    batch: usize,
+    frames: usize,
+    dtype: &str,
+    reps: usize,
+    profile: bool,
+    split_passes: bool,
+    split_k_target: Option<u64>,
+) -> anyhow::Result<()> {
     let f16 = match dtype {
         "f16" => true,
         "f32" => false,
         other => anyhow::bail!("--dtype must be f16 or f32, not `{other}`"),
     };
     let gpu = ssv2a::Gpu::new().await?;
-    println!("adapter: {} ({:?})", gpu.info().name, gpu.info().backend);
+    gpu.set_split_passes(split_passes);
+    gpu.set_parallel_target(split_k_target);
+    println!(
+        "adapter: {} ({:?}); {}; split-K below {} workgroups",
+        gpu.info().name,
+        gpu.info().backend,
+        if split_passes { "a compute pass per dispatch (baseline)" } else { "one compute pass per submit" },
+        gpu.parallel_target()
+    );
     let cfg = ssv2a::models::audioldm::unet::UnetConfig::s_full_v2();
-    let r = ssv2a::models::audioldm::bench::unet_step(&gpu, &cfg, batch, frames, f16, reps, ssv2a::bench::native_now).await?;
+    let r = ssv2a::models::audioldm::bench::unet_step(&gpu, &cfg, batch, frames, f16, reps, profile, ssv2a::bench::native_now).await?;
     println!("{r}");
     Ok(())
 }

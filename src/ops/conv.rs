@@ -7,6 +7,12 @@
 //! - everything else (1×1, strided, dilated, 1-D, patchify) → `conv2d` (implicit-GEMM register
 //!   tile, 4-wide weight loads).
 //!
+//! On GPUs, a conv whose grid is smaller than [`Gpu::parallel_target`] (the UNet's deep levels,
+//! where the fixed cost of a step was `conv2d_3x3` dispatches running 1.2 ms each on 8 to 173
+//! workgroups of an H200) is split over its reduction (split-K): `conv2d_3x3` (input channels)
+//! or `conv2d` (4-wide steps of (ci, ky, kx)) writes S partial sums and `conv_split_sum` adds
+//! them, the bias and the activation.
+//!
 //! For the 3×3 kernel the host picks the axis along which the 2×8 output patch is 8 wide ("A",
 //! W or H) so that short axes (UNet's 32×2, 64×4 levels) waste the fewest tile slots.
 //!
@@ -15,8 +21,8 @@
 //! k×1 shapes (k3: 3.7 vs 6.7, k7: 6.8 vs 8.1, k11: 8.2 vs 7.8 for `conv2d`). Per-tap scalar
 //! weight loads cost what the window saved.
 
-use super::{params, u32_of, Act};
-use crate::device::Grid;
+use super::{params, split_count, u32_of, Act};
+use crate::device::{Gpu, Grid};
 use crate::shaders::{entry::conv as e, Entry};
 use crate::tensor::{Tensor, Weight};
 use crate::{Error, Result};
@@ -57,7 +63,7 @@ params!(ConvParams {
     act: u32,
     tk_step: u32,
     tx_step: u32,
-    _pad0: u32,
+    splits: u32,
 });
 
 /// Work items per invocation tile, mirrored from the WGSL constants (for the grid size).
@@ -68,6 +74,11 @@ const P_TB: usize = 2;
 const P_TA: usize = 8;
 const T_TC: usize = 4;
 const T_TP: usize = 32;
+/// Fewest input channels per split-K part of `conv2d_3x3` (each is 9 taps × 128 outputs per
+/// invocation: below this the partial sums' traffic outweighs the loop).
+const MIN_SPLIT_CHANNELS: usize = 8;
+/// Fewest 4-wide reduction steps per split-K part of `conv2d` (each is 4 taps × 128 outputs).
+const MIN_SPLIT_STEPS: usize = 16;
 /// Invocations per workgroup of the tiled entries (the naive ones use 256).
 const WG: u32 = 64;
 
@@ -78,8 +89,12 @@ pub enum ConvKernel {
     Auto,
     /// `conv2d`: any shape.
     General,
-    /// `conv2d_3x3`: needs a 3×3 kernel, stride 1, dilation 1.
+    /// `conv2d_3x3`: needs a 3×3 kernel, stride 1, dilation 1; never split.
     Patch3x3,
+    /// The kernel `Auto` picks (`conv2d_3x3` or `conv2d`), its reduction split into this many
+    /// parts (≥ 1) summed by `conv_split_sum` (tests; `Auto` splits when the grid is small for
+    /// the adapter).
+    Split(usize),
     /// `conv2d_naive` / `conv_transpose1d_naive`: one output per invocation (baseline).
     Naive,
 }
@@ -330,12 +345,47 @@ impl Tensor {
         let plan = plan_conv2d(op, &mut p, kernel)?;
         u32_of(op, plan.items as usize)?; // kernels compute the item count in u32
         let b = bias.map(|b| b.raw());
+        let workgroups = plan.items.div_ceil(plan.wg as u64);
+        let splits = match kernel {
+            ConvKernel::Split(s) => s,
+            ConvKernel::Auto if plan.entry == e::CONV2D_3X3 => split_count(self.gpu(), workgroups, cin / g, MIN_SPLIT_CHANNELS, |_| true),
+            ConvKernel::Auto if plan.entry == e::CONV2D => split_count(self.gpu(), workgroups, weight.cols().div_ceil(4), MIN_SPLIT_STEPS, |_| true),
+            _ => 1,
+        };
+        if splits > 1 {
+            return self.conv2d_split(weight, bias, plan, y, splits);
+        }
         self.gpu().launch(
             plan.entry,
             &weight.overrides(),
             &plan.params,
             &[Some(self.raw()), Some(weight.raw()), b, Some(y.raw())],
             Grid::threads(plan.items, plan.wg)?,
+        )?;
+        Ok(y)
+    }
+
+    /// `conv2d_3x3` or `conv2d` split into `splits` parts over the reduction (see the module
+    /// doc): the parts into a scratch [splits, n, cout, ho, wo], then `conv_split_sum` into `y`.
+    fn conv2d_split(&self, weight: &Weight, bias: Option<&Tensor>, plan: Plan, y: Tensor, splits: usize) -> Result<Tensor> {
+        let op = "conv2d";
+        let gpu: &Gpu = self.gpu();
+        let mut shape = vec![splits];
+        shape.extend_from_slice(y.shape());
+        let parts = Tensor::empty(gpu, shape)?;
+        u32_of(op, parts.numel())?;
+        let items = plan.items * splits as u64;
+        u32_of(op, items as usize)?;
+        let s = u32_of(op, splits)?;
+        let pp = ConvParams { splits: s, has_bias: 0, act: 0, ..plan.params };
+        gpu.launch(plan.entry, &weight.overrides(), &pp, &[Some(self.raw()), Some(weight.raw()), None, Some(parts.raw())], Grid::threads(items, plan.wg)?)?;
+        let sp = ConvParams { splits: s, ..plan.params };
+        gpu.launch(
+            e::CONV_SPLIT_SUM,
+            &weight.overrides(),
+            &sp,
+            &[Some(parts.raw()), None, bias.map(|b| b.raw()), Some(y.raw())],
+            Grid::threads(y.numel() as u64, 256)?,
         )?;
         Ok(y)
     }
@@ -455,7 +505,8 @@ fn plan_conv2d(op: &str, p: &mut ConvParams, kernel: ConvKernel) -> Result<Plan>
     let is_3x3 = p.kh == 3 && p.kw == 3 && p.sh == 1 && p.sw == 1 && p.dh == 1 && p.dw == 1;
     let plan = match kernel {
         ConvKernel::Naive => Plan { entry: e::CONV2D_NAIVE, params: *p, items: (n * p.cout as usize * ho * wo) as u64, wg: 256 },
-        ConvKernel::Auto | ConvKernel::Patch3x3 if is_3x3 => {
+        ConvKernel::Split(0) => return Err(Error::arg(op, "split-K needs at least one part")),
+        ConvKernel::Auto | ConvKernel::Patch3x3 | ConvKernel::Split(_) if is_3x3 => {
             // Lay the 8-wide side of the 2×8 output patch along the axis that wastes fewer slots.
             let cost_w = slots(wo, P_TA) * slots(ho, P_TB);
             let cost_h = slots(ho, P_TA) * slots(wo, P_TB);
@@ -466,7 +517,7 @@ fn plan_conv2d(op: &str, p: &mut ConvParams, kernel: ConvKernel) -> Result<Plan>
         ConvKernel::Patch3x3 => {
             return Err(Error::arg(op, "the 3x3 kernel needs a 3×3 kernel, stride 1 and dilation 1"));
         }
-        ConvKernel::Auto | ConvKernel::General => {
+        ConvKernel::Auto | ConvKernel::General | ConvKernel::Split(_) => {
             let items = (n * ho * wo).div_ceil(G_TP) * cout_g.div_ceil(G_TC) * groups;
             Plan { entry: e::CONV2D, params: *p, items: items as u64, wg: WG }
         }

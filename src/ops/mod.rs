@@ -72,6 +72,23 @@ pub(crate) fn u32_of(op: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::arg(op, format!("size {v} does not fit in 32 bits")))
 }
 
+/// Most parts a split-K reduction is cut into.
+const MAX_SPLITS: usize = 32;
+
+/// Parts to cut a reduction over `units` into (split-K) so that a dispatch of `workgroups`
+/// workgroups reaches [`Gpu::parallel_target`]: at least `min_units` per part, at most
+/// [`MAX_SPLITS`], and a count that `ok` accepts (e.g. one that divides the reduction). 1: no
+/// split (CPU adapters, grids already large enough).
+pub(crate) fn split_count(gpu: &Gpu, workgroups: u64, units: usize, min_units: usize, ok: impl Fn(usize) -> bool) -> usize {
+    let target = gpu.parallel_target();
+    if target == 0 || workgroups >= target {
+        return 1;
+    }
+    let want = target.div_ceil(workgroups.max(1)).min(MAX_SPLITS as u64) as usize;
+    let most = want.min(units / min_units.max(1));
+    (2..=most).rev().find(|&s| ok(s)).unwrap_or(1)
+}
+
 /// Fused activation applied by kernels that support it (matmul, conv), as `act` params value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Act {

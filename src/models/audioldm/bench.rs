@@ -5,6 +5,7 @@
 //! Timing as `crate::bench`: one warm-up step (pipeline compilation), then `reps` timed steps,
 //! each followed by [`Gpu::sync`]; the clock is a parameter because wasm32 has no `std::time`.
 
+use crate::bench::{GpuTimes, Profile};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::{pack_metadata, serialize_pack, PackTensor, Weights};
@@ -58,6 +59,8 @@ pub struct UnetStep {
     pub peak_in_use: u64,
     /// Highest bytes allocated during one step starting from an empty pool (weights included).
     pub peak_allocated: u64,
+    /// The device layer's work in the median timed step, and a GPU-timed step (with `profile`).
+    pub profile: Option<Profile>,
 }
 
 impl std::fmt::Display for UnetStep {
@@ -86,13 +89,19 @@ impl std::fmt::Display for UnetStep {
             mb(self.peak_allocated.saturating_sub(self.weight_bytes)),
             self.build_s,
             self.load_s,
-        )
+        )?;
+        if let Some(p) = &self.profile {
+            write!(f, "\nprofile of the median step:\n{p}")?;
+        }
+        Ok(())
     }
 }
 
 /// Time one UNet step at `batch` on a latent of `frames` (256 = 10 s) with random weights of
-/// `cfg` and measure its GPU memory.
-pub async fn unet_step(gpu: &Gpu, cfg: &UnetConfig, batch: usize, frames: usize, f16: bool, reps: usize, now: fn() -> f64) -> Result<UnetStep> {
+/// `cfg` and measure its GPU memory. With `profile`, also the device layer's counters of the
+/// median step and, where the adapter has timestamp queries, one more step timed on the GPU.
+#[allow(clippy::too_many_arguments)]
+pub async fn unet_step(gpu: &Gpu, cfg: &UnetConfig, batch: usize, frames: usize, f16: bool, reps: usize, profile: bool, now: fn() -> f64) -> Result<UnetStep> {
     let t0 = now();
     let bytes = random_unet_pack(cfg, f16, 0x5eed)?;
     let params = param_shapes(cfg)?.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
@@ -118,19 +127,35 @@ pub async fn unet_step(gpu: &Gpu, cfg: &UnetConfig, batch: usize, frames: usize,
     let first_s = now() - s;
     gpu.trim_pool();
     gpu.reset_peak();
-    let mut times_s = vec![];
+    let mut runs = vec![];
     let mut peaks = None;
     for _ in 0..reps.max(1) {
+        let c = gpu.counters();
         let s = now();
         drop(step(&unet)?);
         gpu.sync().await?;
-        times_s.push(now() - s);
+        runs.push((now() - s, gpu.counters() - c));
         if peaks.is_none() {
             let m = gpu.memory();
             peaks = Some((m.peak_in_use - base, m.peak_allocated - base));
         }
     }
-    times_s.sort_by(f64::total_cmp);
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let times_s: Vec<f64> = runs.iter().map(|r| r.0).collect();
+    let profile = if profile {
+        let (wall_s, counters) = runs[runs.len() / 2];
+        let gpu_times = match gpu.gpu_timer_mode() {
+            Some(_) => {
+                let mode = gpu.start_gpu_timer()?;
+                drop(step(&unet)?);
+                Some(GpuTimes::new(mode, &gpu.stop_gpu_timer().await?))
+            }
+            None => None,
+        };
+        Some(Profile { wall_s, counters, gpu: gpu_times })
+    } else {
+        None
+    };
     let (peak_in_use, peak_allocated) = peaks.unwrap_or_default();
-    Ok(UnetStep { batch, frames, f16, params, build_s: t1 - t0, load_s: t2 - t1, weight_bytes, first_s, times_s, peak_in_use, peak_allocated })
+    Ok(UnetStep { batch, frames, f16, params, build_s: t1 - t0, load_s: t2 - t1, weight_bytes, first_s, times_s, peak_in_use, peak_allocated, profile })
 }

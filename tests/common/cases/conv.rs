@@ -55,7 +55,10 @@ impl C2 {
 
 /// The conv2d kernels that can run `a` with kernel size k.
 fn kernels_for(k: (usize, usize), a: &Conv2dArgs) -> Vec<ConvKernel> {
-    let mut v = vec![ConvKernel::Auto, ConvKernel::General, ConvKernel::Naive];
+    // Split-K (of `conv2d_3x3` for 3×3 stride-1 shapes, else of `conv2d`) in 2, 3 and 5 parts:
+    // uneven chunks, and parts left without any reduction when it is shorter than 5 channels
+    // or 4-wide steps (they must add zeros).
+    let mut v = vec![ConvKernel::Auto, ConvKernel::General, ConvKernel::Naive, ConvKernel::Split(2), ConvKernel::Split(3), ConvKernel::Split(5)];
     if k == (3, 3) && a.stride == (1, 1) && a.dilation == (1, 1) {
         v.push(ConvKernel::Patch3x3);
     }
@@ -134,7 +137,7 @@ async fn check_conv1d(gpu: &Gpu, i: usize, c: &C1) -> R {
     let bv = rand(6000 + i as u64, c.cout);
     let b = Tensor::from_slice(gpu, &bv, [c.cout]).map_err(e)?;
     let want = cr::conv1d(&HostTensor::new(xs.to_vec(), xv).map_err(e)?, &wh, c.bias.then_some(&bv[..]), &c.args);
-    for kernel in [ConvKernel::Auto, ConvKernel::General, ConvKernel::Naive] {
+    for kernel in [ConvKernel::Auto, ConvKernel::General, ConvKernel::Naive, ConvKernel::Split(3)] {
         let what = format!("conv1d case {i} {kernel:?} x{xs:?} k{} {:?} bias={} {:?}", c.k, c.args, c.bias, c.dtype);
         let y = x.conv1d_with(&w, c.bias.then_some(&b), &c.args, kernel).map_err(|err| format!("{what}: {err}"))?;
         if y.shape() != want.shape.as_slice() {

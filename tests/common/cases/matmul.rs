@@ -63,6 +63,27 @@ pub async fn linear_shapes(gpu: &Gpu) -> R {
     Ok(())
 }
 
+/// Split-K `linear` (k cut into parts summed by `split_sum`): parts from 2 to 16, edge blocks
+/// in m and n, both dtypes, bias and activations; and the split's argument errors.
+pub async fn linear_split_k(gpu: &Gpu) -> R {
+    let cases: &[(usize, usize, usize, usize)] = &[(1, 7, 8, 2), (37, 41, 192, 3), (130, 20, 256, 4), (3, 70, 1024, 16), (9, 129, 64, 8)];
+    for (i, &(m, n, k, parts)) in cases.iter().enumerate() {
+        for (j, dtype) in [WeightDtype::F16, WeightDtype::F32].into_iter().enumerate() {
+            let act = ACTS[(i + 2 * j) % ACTS.len()];
+            check_linear(gpu, Linear { m, n, k, dtype, bias: (i + j) % 2 == 0, act }, MatmulKernel::SplitK(parts), 4000 + 10 * i as u64).await?;
+        }
+    }
+    let x = Tensor::from_slice(gpu, &rand(1, 2 * 12), [2, 12]).map_err(e)?;
+    let w = Weight::from_f32(gpu, &rand(2, 3 * 12), [3, 12], WeightDtype::F16).map_err(e)?;
+    for parts in [0, 2, 4] {
+        match x.linear_with(&w, None, Act::None, MatmulKernel::SplitK(parts)) {
+            Err(Error::Arg { .. }) => {}
+            other => return Err(format!("linear split into {parts} parts with k = 12: expected an argument error, got {other:?}")),
+        }
+    }
+    Ok(())
+}
+
 /// Every activation, with and without bias, on a shape with edge blocks in m, n and k.
 pub async fn linear_acts(gpu: &Gpu) -> R {
     for (i, act) in ACTS.into_iter().enumerate() {
