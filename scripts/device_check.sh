@@ -8,11 +8,16 @@
 #   - the kernel, model (CLAP text tower included) and pipeline suites on the machine's Vulkan
 #     adapter.
 # Expects, in .devbin/ (ignored; built here): ssv2a (release, stripped), the test binaries ops,
-# models, models_clap, models_audioldm, pipeline (`cargo test --no-run`, stripped), audioldm
+# models, models_clap, models_audioldm, pipeline (`cargo test --no-run`, stripped; `name.xz` is
+# decompressed first), audioldm
 # 0.1.1's latent_diffusion/{openaimodel,attention,util}.py in .devbin/audioldm_src, and the
 # Vulkan loader .debs in .gl/ (see the device README). Writes $OUT/device.log.
 source "$(dirname "$0")/device_env.sh"
 B=.devbin
+# Binaries may travel xz-compressed (the device tool carries at most 64 MiB).
+python3 -c 'import lzma, pathlib, sys
+for p in pathlib.Path(sys.argv[1]).glob("*.xz"):
+    q = p.with_suffix(""); q.write_bytes(lzma.decompress(p.read_bytes())); q.chmod(0o755)' $B
 {
   date -u; nvidia-smi -L; nproc
   echo "== info"; $B/ssv2a info | head -3
