@@ -29,7 +29,6 @@
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod bench;
-pub mod bench_conv;
 pub mod clock;
 pub mod convert;
 pub mod device;

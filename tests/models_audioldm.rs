@@ -562,13 +562,13 @@ fn full_size_unet_step_memory_and_fp16() {
     run(|gpu| async move {
         let cfg = UnetConfig::s_full_v2();
         for batch in [2, 6] {
-            let r = audioldm::bench::unet_step(&gpu, &cfg, batch, 256, true, 1, false, ssv2a::bench::native_now).await.map_err(e)?;
+            let r = ssv2a::bench::unet::unet_step(&gpu, &cfg, batch, 256, true, 1, false, ssv2a::bench::native_now).await.map_err(e)?;
             eprintln!("{r}");
         }
         // fp16 vs f32 storage of the same weights, batch 2.
         let mut outs = vec![];
         for f16 in [false, true] {
-            let w = Weights::from_bytes(&gpu, audioldm::bench::random_unet_pack(&cfg, f16, 0x5eed).map_err(e)?, "random").map_err(e)?;
+            let w = Weights::from_bytes(&gpu, ssv2a::bench::unet::random_unet_pack(&cfg, f16, 0x5eed).map_err(e)?, "random").map_err(e)?;
             let unet = audioldm::load_unet(&w).map_err(e)?;
             let mut rng = ssv2a::rng::Rng::new(3);
             let x = Tensor::from_slice(&gpu, &rng.normals(2 * 8 * 256 * 16), [2, 8, 256, 16]).map_err(e)?;

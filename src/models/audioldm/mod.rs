@@ -13,7 +13,6 @@
 //! seeded RNG → DDIM (200 steps, η = 1) or DPM-Solver++(2M) with guidance [`GUIDANCE`] on
 //! [uncond; cond] → clamp rule → VAE → HiFi-GAN → waveforms [B, samples] at 16 kHz.
 
-pub mod bench;
 pub mod sampler;
 pub mod unet;
 pub mod vae;

@@ -5,14 +5,14 @@
 //! Timing as `crate::bench`: one warm-up step (pipeline compilation), then `reps` timed steps,
 //! each followed by [`Gpu::sync`]; the clock is a parameter because wasm32 has no `std::time`.
 
-use crate::bench::{GpuTimes, Profile};
+use super::{GpuTimes, Profile};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::{pack_metadata, serialize_pack, PackTensor, Weights};
 use crate::{Gpu, Result};
 
-use super::unet::{param_shapes, UNet, UnetConfig};
-use super::{AudioLdmConfig, KIND};
+use crate::models::audioldm::unet::{param_shapes, UNet, UnetConfig};
+use crate::models::audioldm::{load_unet, AudioLdmConfig, KIND};
 
 /// An AudioLDM pack holding only a UNet of `cfg` with random weights: U(±1/√fan_in) for
 /// matrices, 1 ± 0.1 for norm scales, ±0.1 for biases.
@@ -110,7 +110,7 @@ pub async fn unet_step(gpu: &Gpu, cfg: &UnetConfig, batch: usize, frames: usize,
     let base = gpu.memory().in_use;
     let unet = {
         let w = Weights::from_bytes(gpu, bytes, "random UNet")?;
-        let unet = super::load_unet(&w)?;
+        let unet = load_unet(&w)?;
         gpu.sync().await?;
         unet
     };

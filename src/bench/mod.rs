@@ -6,6 +6,9 @@
 //! parameter because wasm32 has no `std::time` ([`native_now`] natively; in a browser pass a
 //! function around `performance.now() / 1000`).
 
+pub mod conv;
+pub mod unet;
+
 use crate::device::{Counters, DispatchTime, TimerMode};
 use crate::ops::matmul::{reference, MatmulKernel};
 use crate::ops::Act;
