@@ -405,3 +405,48 @@ fn generate_from_a_prompt_on_demo_packs() {
     assert!(err.contains("--tokenizer-dir") && err.contains("no text tokenizer"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `convert --kind audioldm --tokenizer-dir DIR` stores the tokenizer files' text in the pack; a
+/// folder without the files is one clear line and no pack.
+#[test]
+fn convert_with_tokenizer_dir_stores_the_tokenizer() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = tmpdir("tokdir");
+    let tok = dir.join("tok");
+    std::fs::create_dir_all(&tok).unwrap();
+    // A vocabulary within the tiny tower's 100 rows (specials, letters, `Ġ`, merges to `Ġrain`).
+    let mut vocab: Vec<String> = ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| s.to_string()).collect();
+    vocab.extend(('a'..='z').map(String::from));
+    vocab.extend(["Ġ", "Ġr", "ai", "ain", "Ġrain", "<mask>"].iter().map(|s| s.to_string()));
+    let json: serde_json::Map<String, serde_json::Value> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect();
+    std::fs::write(tok.join("vocab.json"), serde_json::to_vec(&json).unwrap()).unwrap();
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let pack = models.join("audioldm-s-full-v2.safetensors");
+    let convert = |tok: &Path| {
+        let mut c = bin();
+        c.args(["convert", "--kind", "audioldm", "--input"])
+            .arg(fixture("ckpt/audioldm_tiny.ckpt"))
+            .arg("--config")
+            .arg(fixture("ckpt/audioldm_tiny.json"))
+            .arg("--output")
+            .arg(&pack)
+            .arg("--tokenizer-dir")
+            .arg(tok);
+        run(&mut c)
+    };
+    let (ok, _, err) = convert(&tok);
+    assert!(!ok && err.contains("merges.txt") && err.trim().lines().count() == 1, "{err}");
+    assert!(!pack.exists());
+    std::fs::write(tok.join("merges.txt"), "#version: 0.2\nĠ r\na i\nai n\nĠr ain\n").unwrap();
+    let (ok, _, err) = convert(&tok);
+    assert!(ok, "{err}");
+    // (The tiny checkpoint's CLAP space, 16-d, is not its UNet's 64-d film condition, so it
+    // cannot generate; the demo packs cover `generate --prompt` end to end.)
+    let (_, _, meta) = ssv2a::weights::parse_header(&std::fs::read(&pack).unwrap(), "pack").unwrap();
+    assert_eq!(meta[ssv2a::models::clap::TOKENIZER_VOCAB_META].as_bytes(), &std::fs::read(tok.join("vocab.json")).unwrap()[..]);
+    assert_eq!(meta[ssv2a::models::clap::TOKENIZER_MERGES_META], "#version: 0.2\nĠ r\na i\nai n\nĠr ain\n");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -464,6 +464,13 @@ impl Pipeline {
         }
         let (model, tok) = self.clap_text.as_ref().ok_or_else(|| Error::Format("CLAP text tower not loaded".into()))?;
         let (emb, enc) = clap::prompt_embedding(model, tok, prompt).await?;
+        let fd = self.audioldm.as_ref().map(|(l, _)| l.unet.config.film_dim()).unwrap_or(emb.len());
+        if emb.len() != fd {
+            return Err(Error::Format(format!(
+                "the AudioLDM pack's CLAP text tower makes {}-d embeddings but its UNet takes {fd}-d ones: the pack is inconsistent",
+                emb.len()
+            )));
+        }
         let used = enc.attention_mask.iter().filter(|&&m| m != 0).count();
         let tokens = PromptTokens { tokens: used.saturating_sub(2), max_length: enc.ids.len(), truncated: enc.truncated };
         run.event(Stage::TextEncoder, 1, 1);
