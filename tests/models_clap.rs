@@ -344,3 +344,30 @@ fn converter_stores_the_tokenizer_and_refuses_bad_files() {
         Ok(())
     });
 }
+
+/// Text to audio's conditioning against the original code (golden `clap_prompt`): three prompts
+/// (one cut at 512 tokens) through the Rust tokenizer on the fixture vocabulary give AudioLDM's
+/// ids and mask exactly, and `prompt_embedding` gives `CLAP.get_text_embedding` of them.
+#[test]
+fn prompt_embedding_matches_audioldm_tokenizer_and_tower() {
+    run(|gpu| async move {
+        let g = Golden::load("clap_prompt");
+        let src = g.state();
+        let tower = clap::load_text(&pack(&gpu, &g, &src, false)?).map_err(e)?;
+        let dir = fixture_path("tokenizer/roberta");
+        let tok = ssv2a::tokenize::RobertaTokenizer::from_files(format!("{dir}/vocab.json").as_ref(), format!("{dir}/merges.txt").as_ref()).map_err(e)?;
+        let prompts: Vec<String> = serde_json::from_value(g.config()["prompts"].clone()).unwrap();
+        let (ids, mask, want) = (g.get("in.input_ids"), g.get("in.attention_mask"), g.get("out.text_embeds_normalized"));
+        assert_eq!((ids.shape.clone(), prompts.len()), (vec![3, 512], 3));
+        let d = want.shape[1];
+        for (i, p) in prompts.iter().enumerate() {
+            let (emb, enc) = clap::prompt_embedding(&tower, &tok, p).await.map_err(e)?;
+            let row = |t: &HostTensor| t.data[i * 512..(i + 1) * 512].iter().map(|&v| v as u32).collect::<Vec<u32>>();
+            assert_eq!(enc.ids, row(ids), "prompt {i}: ids differ from AudioLDM's tokenizer");
+            assert_eq!(enc.attention_mask, row(mask), "prompt {i}: mask");
+            assert_eq!(enc.truncated, i == 2, "prompt {i}");
+            check(&format!("prompt {i} embedding"), &emb, &want.data[i * d..(i + 1) * d])?;
+        }
+        Ok(())
+    });
+}
