@@ -4,6 +4,7 @@
 
 use wasm_bindgen::prelude::*;
 
+use crate::pipeline::{ImageSource, Request};
 use crate::{Gpu, Tensor};
 
 #[wasm_bindgen(start)]
@@ -131,7 +132,8 @@ impl Generator {
         let opaque = rgba.chunks_exact(4).all(|p| p[3] == 255);
         let img = crate::media::image::RgbaImage { width, height, data: rgba };
         let picture = if opaque { Picture::Rgb(crate::media::image::RgbImage::from_rgba_drop_alpha(&img)) } else { Picture::Rgba(img) };
-        self.run(picture, &options, &progress, &cancelled).await
+        let req = Request { images: vec![ImageSource::new("image", picture)], ..Request::default() };
+        Ok(self.run(&req, &options, &progress, &cancelled).await?.waveform)
     }
 
     /// Image to audio from an image file's bytes (PNG, JPEG or WebP), decoded here exactly as
@@ -148,27 +150,52 @@ impl Generator {
         cancelled: js_sys::Function,
     ) -> Result<Vec<f32>, JsError> {
         let picture = crate::media::imageio::decode(&bytes, "image").map_err(js)?;
-        self.run(picture, &options, &progress, &cancelled).await
+        let req = Request { images: vec![ImageSource::new("image", picture)], ..Request::default() };
+        Ok(self.run(&req, &options, &progress, &cancelled).await?.waveform)
+    }
+
+    /// AudioLDM's own text to audio (no SSV2A sound-source path, to compare): `text`'s CLAP
+    /// embedding conditions AudioLDM. Needs only the AudioLDM pack, with its tokenizer (the
+    /// demo's has one). A prompt longer than 512 tokens is cut there, as AudioLDM cuts it.
+    /// Same `options`, `progress` (stage "CLAP text" first) and `cancelled` as
+    /// [`Generator::generate_image`]. Returns `{ waveform, tokens, truncated }`: the 16 kHz
+    /// samples, the prompt's text tokens used and whether it was cut.
+    pub async fn generate_prompt(
+        &mut self,
+        text: String,
+        options: String,
+        progress: js_sys::Function,
+        cancelled: js_sys::Function,
+    ) -> Result<js_sys::Object, JsError> {
+        let req = Request { prompt: Some(text), ..Request::default() };
+        let out = self.run(&req, &options, &progress, &cancelled).await?;
+        let (tokens, truncated) = out.prompt.as_ref().map(|p| (p.tokens, p.truncated)).unwrap_or((0, false));
+        let o = js_sys::Object::new();
+        let set = |k: &str, v: JsValue| {
+            js_sys::Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ()).map_err(|_| JsError::new("generate_prompt: building the result"))
+        };
+        set("waveform", js_sys::Float32Array::from(&out.waveform[..]).into())?;
+        set("tokens", JsValue::from(tokens as u32))?;
+        set("truncated", JsValue::from_bool(truncated))?;
+        Ok(o)
     }
 }
 
 impl Generator {
     async fn run(
         &mut self,
-        picture: crate::pipeline::Picture,
+        req: &Request,
         options: &str,
         progress: &js_sys::Function,
         cancelled: &js_sys::Function,
-    ) -> Result<Vec<f32>, JsError> {
-        use crate::pipeline::{ImageSource, Overrides, Preset, Request};
+    ) -> Result<crate::pipeline::Output, JsError> {
+        use crate::pipeline::{Overrides, Preset};
         let settings = Overrides::from_json(options).and_then(|o| o.settings(Preset::Fast)).map_err(js)?;
-        let req = Request { images: vec![ImageSource::new("image", picture)], ..Request::default() };
         let mut on = |e: crate::pipeline::Event| {
             let _ = progress.call3(&JsValue::NULL, &JsValue::from_str(&e.stage.to_string()), &JsValue::from(e.done as u32), &JsValue::from(e.total as u32));
         };
         let stop = || cancelled.call0(&JsValue::NULL).ok().and_then(|v| v.as_bool()).unwrap_or(false);
-        let out = self.pipe.generate(&req, &settings, &mut on, &stop).await.map_err(js)?;
-        Ok(out.waveform)
+        self.pipe.generate(req, &settings, &mut on, &stop).await.map_err(js)
     }
 }
 

@@ -349,3 +349,129 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
     assert!(!ok && err.contains("ssv2a fetch"), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
 }
+
+/// `generate --prompt` (AudioLDM's own text to audio) on the demo's written packs: a WAV of the
+/// right length, the same bytes for the same seed, the text encoder's timing and the token count
+/// in the summary, a 100,000-character prompt truncated with a warning; bad prompts, prompts
+/// with other sources and a pack without tokenizer files fail with one line and no output.
+#[test]
+fn generate_from_a_prompt_on_demo_packs() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = tmpdir("prompt");
+    let packs = dir.join("packs");
+    let (ok, _, err) = run(bin().arg("demo").args(QUICK).arg("--quiet").arg("--write-packs").arg(&packs).arg("-o").arg(dir.join("demo.wav")));
+    assert!(ok, "{err}");
+    let gen = |models: &Path, out: &Path, extra: &[&str]| {
+        let mut c = bin();
+        c.arg("generate").args(QUICK).arg("--quiet").arg("--models").arg(models).arg("-o").arg(out).args(extra);
+        run(&mut c)
+    };
+    let (a, b, c) = (dir.join("a.wav"), dir.join("b.wav"), dir.join("c.wav"));
+    let (ok, _, err) = gen(&packs, &a, &["--prompt", "rain on a tin roof", "--seed", "9"]);
+    assert!(ok, "{err}");
+    assert_eq!(wav_len(&a), 160 * 4 * 64 + 32);
+    assert!(err.contains("TextToAudio") && err.contains("CLAP text") && err.contains("diffusion"), "{err}");
+    assert!(err.contains("prompt: ") && err.contains(" tokens") && !err.contains("warning"), "{err}");
+    assert!(!err.contains("CLIP") && !err.contains("Cycle Mix"), "text to audio runs AudioLDM only: {err}");
+    let (ok, _, err) = gen(&packs, &b, &["--prompt", "rain on a tin roof", "--seed", "9"]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "same seed, same WAV");
+    let (ok, _, err) = gen(&packs, &c, &["--prompt", "rain on a tin roof", "--seed", "10"]);
+    assert!(ok, "{err}");
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap(), "another seed, another WAV");
+    // Only the AudioLDM pack is needed.
+    let only = dir.join("only-audioldm");
+    std::fs::create_dir_all(&only).unwrap();
+    std::fs::copy(packs.join("audioldm-s-full-v2.safetensors"), only.join("audioldm-s-full-v2.safetensors")).unwrap();
+    let long = "rain on a tin roof, ".repeat(5000);
+    let (ok, _, err) = gen(&only, &c, &["--prompt", &long]);
+    assert!(ok, "{err}");
+    assert!(err.contains("prompt: 510 tokens") && err.contains("warning") && err.contains("truncated"), "{err}");
+    assert_eq!(wav_len(&c), 160 * 4 * 64 + 32);
+
+    // A copy of the AudioLDM pack without its tokenizer files.
+    let bare = dir.join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    let bytes = std::fs::read(packs.join("audioldm-s-full-v2.safetensors")).unwrap();
+    let (start, infos, mut meta) = ssv2a::weights::parse_header(&bytes, "pack").unwrap();
+    assert!(meta.contains_key(ssv2a::models::clap::TOKENIZER_VOCAB_META) && meta.contains_key(ssv2a::models::clap::TOKENIZER_MERGES_META));
+    meta.retain(|k, _| !k.starts_with("tokenizer."));
+    let tensors: Vec<PackTensor> = infos
+        .into_iter()
+        .map(|(k, i)| PackTensor { name: k, shape: i.shape.clone(), dtype: i.dtype, data: bytes[start + i.data_offsets.0..start + i.data_offsets.1].to_vec() })
+        .collect();
+    std::fs::write(bare.join("audioldm-s-full-v2.safetensors"), serialize_pack(&tensors, &meta).unwrap()).unwrap();
+
+    let out = dir.join("out.wav");
+    std::fs::write(&out, b"previous").unwrap();
+    let img = dir.join("street.png");
+    png(&img, 64, 48);
+    let img = img.to_str().unwrap();
+    let none = dir.join("none");
+    let cases: Vec<(&Path, Vec<&str>, &str)> = vec![
+        (&packs, vec!["--prompt", ""], "--prompt is empty"),
+        (&packs, vec!["--prompt", "  \t "], "--prompt is empty"),
+        (&packs, vec!["--prompt", "rain", "--image", img], "cannot be combined"),
+        (&packs, vec!["--prompt", "rain", "--text", "dog"], "cannot be combined"),
+        (&packs, vec!["--prompt", "rain", "--drop", "0"], "--drop"),
+        (&bare, vec!["--prompt", "rain"], "ssv2a fetch audioldm-s-full-v2"),
+        (&none, vec!["--prompt", "rain"], "ssv2a fetch"),
+    ];
+    for (models, args, expect) in cases {
+        let (ok, _, err) = gen(models, &out, &args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(err.contains(expect), "{args:?}: expected `{expect}` in: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"previous", "{args:?} touched the output");
+    }
+    let (_, _, err) = gen(&bare, &out, &["--prompt", "rain"]);
+    assert!(err.contains("--tokenizer-dir") && err.contains("no text tokenizer"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `convert --kind audioldm --tokenizer-dir DIR` stores the tokenizer files' text in the pack; a
+/// folder without the files is one clear line and no pack.
+#[test]
+fn convert_with_tokenizer_dir_stores_the_tokenizer() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = tmpdir("tokdir");
+    let tok = dir.join("tok");
+    std::fs::create_dir_all(&tok).unwrap();
+    // A vocabulary within the tiny tower's 100 rows (specials, letters, `Ġ`, merges to `Ġrain`).
+    let mut vocab: Vec<String> = ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| s.to_string()).collect();
+    vocab.extend(('a'..='z').map(String::from));
+    vocab.extend(["Ġ", "Ġr", "ai", "ain", "Ġrain", "<mask>"].iter().map(|s| s.to_string()));
+    let json: serde_json::Map<String, serde_json::Value> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect();
+    std::fs::write(tok.join("vocab.json"), serde_json::to_vec(&json).unwrap()).unwrap();
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let pack = models.join("audioldm-s-full-v2.safetensors");
+    let convert = |tok: &Path| {
+        let mut c = bin();
+        c.args(["convert", "--kind", "audioldm", "--input"])
+            .arg(fixture("ckpt/audioldm_tiny.ckpt"))
+            .arg("--config")
+            .arg(fixture("ckpt/audioldm_tiny.json"))
+            .arg("--output")
+            .arg(&pack)
+            .arg("--tokenizer-dir")
+            .arg(tok);
+        run(&mut c)
+    };
+    let (ok, _, err) = convert(&tok);
+    assert!(!ok && err.contains("merges.txt") && err.trim().lines().count() == 1, "{err}");
+    assert!(!pack.exists());
+    std::fs::write(tok.join("merges.txt"), "#version: 0.2\nĠ r\na i\nai n\nĠr ain\n").unwrap();
+    let (ok, _, err) = convert(&tok);
+    assert!(ok, "{err}");
+    // (The tiny checkpoint's CLAP space, 16-d, is not its UNet's 64-d film condition, so it
+    // cannot generate; the demo packs cover `generate --prompt` end to end.)
+    let (_, _, meta) = ssv2a::weights::parse_header(&std::fs::read(&pack).unwrap(), "pack").unwrap();
+    assert_eq!(meta[ssv2a::models::clap::TOKENIZER_VOCAB_META].as_bytes(), &std::fs::read(tok.join("vocab.json")).unwrap()[..]);
+    assert_eq!(meta[ssv2a::models::clap::TOKENIZER_MERGES_META], "#version: 0.2\nĠ r\na i\nai n\nĠr ain\n");
+    std::fs::remove_dir_all(&dir).ok();
+}

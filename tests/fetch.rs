@@ -694,3 +694,69 @@ fn cli_fetch_and_models() {
     let (ok, out) = run(&["fetch", "nonesuch"]);
     assert!(!ok && out.contains("unknown model `nonesuch`"), "{out}");
 }
+
+/// `[convert.tokenizer]`: the tokenizer's files (here from a pinned hub revision, as roberta-base's)
+/// reach the conversion and land in the pack; a tokenizer entry naming no file is refused when
+/// the manifest is read; the committed AudioLDM manifest takes roberta-base's files.
+#[test]
+fn fetch_passes_the_tokenizer_files_to_the_conversion() {
+    let dir = tmp("tokenizer");
+    let server = Server::start();
+    let ckpt = std::fs::read(fixture("audioldm_tiny.ckpt")).unwrap();
+    let cfg = std::fs::read(fixture("audioldm_tiny.json")).unwrap();
+    server.file("/tok/audioldm_tiny.ckpt", &ckpt);
+    server.file("/tok/audioldm_tiny.json", &cfg);
+    // A vocabulary within the tiny tower's 100 rows.
+    let mut vocab: Vec<String> = ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| s.to_string()).collect();
+    vocab.extend(('a'..='z').map(String::from));
+    vocab.extend(["Ġ", "Ġr", "<mask>"].iter().map(|s| s.to_string()));
+    let json: serde_json::Map<String, serde_json::Value> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect();
+    let vocab_json = serde_json::to_vec(&json).unwrap();
+    let merges = "#version: 0.2\nĠ r\n".as_bytes().to_vec();
+    let commit = "e2da8e2f811d1448a5b465c236feacd80ffbac7b";
+    server.file(&format!("/org/roberta/resolve/{commit}/vocab.json"), &vocab_json);
+    server.file(&format!("/org/roberta/resolve/{commit}/merges.txt"), &merges);
+    let hf =
+        |name: &str| format!("[[file]]\nname = \"{name}\"\nsha256 = \"\"\n[file.hf]\nrepo = \"org/roberta\"\nrevision = \"{commit}\"\npath = \"{name}\"\n");
+    let files = "[convert.tokenizer]\nvocab = \"vocab.json\"\nmerges = \"merges.txt\"\n".to_string()
+        + &url_file("audioldm_tiny.ckpt", &sha(&ckpt), &server.url("/tok/audioldm_tiny.ckpt"))
+        + &url_file("audioldm_tiny.json", &sha(&cfg), &server.url("/tok/audioldm_tiny.json"))
+        + &hf("vocab.json")
+        + &hf("merges.txt");
+    let m = manifest("tok", "audioldm", "audioldm_tiny.ckpt", Some("audioldm_tiny.json"), &files);
+    assert_eq!(m.convert.tokenizer.as_ref().map(|t| (t.vocab.as_str(), t.merges.as_str())), Some(("vocab.json", "merges.txt")));
+    let mut fx = fetcher(&dir);
+    fx.hf_endpoint = server.base.clone();
+    let pack = match fx.fetch(&m, false, &mut Quiet).unwrap() {
+        Outcome::Installed { pack, .. } => pack,
+        other => panic!("{other:?}"),
+    };
+    let meta = read_pack_metadata(&pack).unwrap();
+    assert_eq!(meta[ssv2a::models::clap::TOKENIZER_VOCAB_META].as_bytes(), &vocab_json[..]);
+    assert_eq!(meta[ssv2a::models::clap::TOKENIZER_MERGES_META].as_bytes(), &merges[..]);
+    assert_eq!(meta["tokenizer.merges_sha256"], sha(&merges));
+    assert_eq!(fx.status(&m).state, State::Installed);
+
+    // A tokenizer entry that names no file.
+    let text = manifest_text(
+        "bad",
+        "audioldm",
+        "a.bin",
+        None,
+        &("[convert.tokenizer]\nvocab = \"vocab.json\"\nmerges = \"nope.txt\"\n".to_string()
+            + &hf("vocab.json")
+            + &url_file("a.bin", "", "https://example.org/a.bin")),
+    );
+    let e = Manifest::parse(&text, "bad").unwrap_err().to_string();
+    assert!(e.contains("convert.tokenizer.merges") && e.contains("nope.txt"), "{e}");
+
+    // The committed manifest: roberta-base's files, pinned, stored in the AudioLDM pack.
+    let builtin = Manifest::builtin().unwrap();
+    let a = builtin.iter().find(|m| m.name == "audioldm-s-full-v2").unwrap();
+    let t = a.convert.tokenizer.as_ref().unwrap();
+    for name in [&t.vocab, &t.merges] {
+        let h = a.file(name).unwrap().hf.as_ref().unwrap();
+        assert_eq!((h.repo.as_str(), h.path.as_str(), h.revision.len()), ("FacebookAI/roberta-base", name.as_str(), 40));
+    }
+    assert!(a.rules >= 3);
+}

@@ -259,3 +259,115 @@ fn clap_text_loading_is_strict_and_forward_checks_its_tokens() {
         Ok(())
     });
 }
+
+/// A tokenizer small enough for the tiny tower (vocabulary 100): the specials, the letters, the
+/// space symbol `Ġ` and four merges spelling `Ġrain`.
+fn tiny_tokenizer(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut vocab: Vec<String> = ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| s.to_string()).collect();
+    vocab.extend(('a'..='z').map(String::from));
+    vocab.extend(["Ġ", "Ġr", "ai", "ain", "Ġrain", "<mask>"].iter().map(|s| s.to_string()));
+    let json: serde_json::Map<String, serde_json::Value> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect();
+    let (v, m) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    std::fs::write(&v, serde_json::to_vec(&json).unwrap()).unwrap();
+    std::fs::write(&m, "#version: 0.2\nĠ r\na i\nai n\nĠr ain\n").unwrap();
+    (v, m)
+}
+
+/// `convert_checkpoint` with tokenizer files (what `convert --tokenizer-dir` and `fetch` run):
+/// the files' text lands in the pack's metadata and loads back as the same tokenizer; files that
+/// do not parse, or whose vocabulary is larger than the tower's table, fail the conversion with
+/// an error naming them, and nothing is written.
+#[test]
+fn converter_stores_the_tokenizer_and_refuses_bad_files() {
+    run(|gpu| async move {
+        let dir = std::env::temp_dir().join(format!("ssv2a-clap-tok-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (input, cfg) = (fixture_path("ckpt/audioldm_tiny.ckpt"), fixture_path("ckpt/audioldm_tiny.json"));
+        let (input, cfg) = (std::path::Path::new(&input), std::path::Path::new(&cfg));
+        let (v, m) = tiny_tokenizer(&dir);
+        let convert = |out: &std::path::Path, v: &std::path::Path, m: &std::path::Path, kind: &'static str| {
+            let mut job = ConvertJob::new(kind, input, out);
+            job.config = Some(cfg);
+            job.tokenizer = Some((v, m));
+            convert_checkpoint(&job).map_err(e)
+        };
+        let out = dir.join("with-tok.safetensors");
+        convert(&out, &v, &m, "audioldm")?;
+        let w = Weights::from_file(&gpu, &out).map_err(e)?;
+        assert_eq!(w.meta(clap::TOKENIZER_VOCAB_META).map(str::as_bytes), Some(&std::fs::read(&v).unwrap()[..]));
+        assert_eq!(w.meta(clap::TOKENIZER_MERGES_META).map(str::as_bytes), Some(&std::fs::read(&m).unwrap()[..]));
+        assert_eq!(w.meta("tokenizer.vocab_sha256").map(str::len), Some(64));
+        let tok = clap::load_tokenizer(&w).map_err(e)?;
+        let want = ssv2a::tokenize::RobertaTokenizer::from_files(&v, &m).map_err(e)?;
+        assert_eq!(tok.encode("rain rain"), want.encode("rain rain"));
+        assert_eq!(tok.encode(" rain"), vec![0, 34, 2], "Ġrain is one token after the merges");
+        // The prompt embedding runs through the packed tower, unit norm.
+        let tower = clap::load_text(&w).map_err(e)?;
+        let (emb, enc) = clap::prompt_embedding(&tower, &tok, "rain on a tin roof").await.map_err(e)?;
+        assert!(!enc.truncated && (emb.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4);
+        audioldm::AudioLdm::load(&w).map_err(e)?;
+        // A pack without the files: the same pack, and an error naming the fix.
+        let plain = dir.join("plain.safetensors");
+        let mut job = ConvertJob::new("audioldm", input, &plain);
+        job.config = Some(cfg);
+        convert_checkpoint(&job).map_err(e)?;
+        let w = Weights::from_file(&gpu, &plain).map_err(e)?;
+        let err = clap::load_tokenizer(&w).unwrap_err().to_string();
+        assert!(err.contains("no text tokenizer") && err.contains("--tokenizer-dir") && err.contains("ssv2a fetch"), "{err}");
+
+        // Bad files: nothing written, the file named.
+        let bad = dir.join("bad.safetensors");
+        let not_json = dir.join("not-json.json");
+        std::fs::write(&not_json, b"{\"<s>\": 0, \"a\": ").unwrap();
+        let err = convert(&bad, &not_json, &m, "audioldm").unwrap_err();
+        assert!(err.contains("not-json.json"), "{err}");
+        let bad_merges = dir.join("bad-merges.txt");
+        std::fs::write(&bad_merges, "#version: 0.2\nq z\n").unwrap();
+        let err = convert(&bad, &v, &bad_merges, "audioldm").unwrap_err();
+        assert!(err.contains("bad-merges.txt") && err.contains("line 2"), "{err}");
+        let no_special = dir.join("no-special.json");
+        std::fs::write(&no_special, b"{\"a\": 0}").unwrap();
+        let err = convert(&bad, &no_special, &m, "audioldm").unwrap_err();
+        assert!(err.contains("no-special.json") && err.contains("<s>"), "{err}");
+        // roberta-like but too large for this tower: the tests' 1761-token vocabulary.
+        let (fv, fm) = (fixture_path("tokenizer/roberta/vocab.json"), fixture_path("tokenizer/roberta/merges.txt"));
+        let err = convert(&bad, std::path::Path::new(&fv), std::path::Path::new(&fm), "audioldm").unwrap_err();
+        assert!(err.contains("1761 tokens") && err.contains("100 rows"), "{err}");
+        let err = convert(&bad, std::path::Path::new(&dir.join("missing.json")), &m, "audioldm").unwrap_err();
+        assert!(err.contains("missing.json"), "{err}");
+        assert!(!bad.exists(), "a failed conversion wrote a pack");
+        // Only AudioLDM packs take a tokenizer.
+        let err = convert(&bad, &v, &m, "ssv2a").unwrap_err();
+        assert!(err.contains("tokenizer files apply to --kind audioldm"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+        Ok(())
+    });
+}
+
+/// Text to audio's conditioning against the original code (golden `clap_prompt`): three prompts
+/// (one cut at 512 tokens) through the Rust tokenizer on the fixture vocabulary give AudioLDM's
+/// ids and mask exactly, and `prompt_embedding` gives `CLAP.get_text_embedding` of them.
+#[test]
+fn prompt_embedding_matches_audioldm_tokenizer_and_tower() {
+    run(|gpu| async move {
+        let g = Golden::load("clap_prompt");
+        let src = g.state();
+        let tower = clap::load_text(&pack(&gpu, &g, &src, false)?).map_err(e)?;
+        let dir = fixture_path("tokenizer/roberta");
+        let tok = ssv2a::tokenize::RobertaTokenizer::from_files(format!("{dir}/vocab.json").as_ref(), format!("{dir}/merges.txt").as_ref()).map_err(e)?;
+        let prompts: Vec<String> = serde_json::from_value(g.config()["prompts"].clone()).unwrap();
+        let (ids, mask, want) = (g.get("in.input_ids"), g.get("in.attention_mask"), g.get("out.text_embeds_normalized"));
+        assert_eq!((ids.shape.clone(), prompts.len()), (vec![3, 512], 3));
+        let d = want.shape[1];
+        for (i, p) in prompts.iter().enumerate() {
+            let (emb, enc) = clap::prompt_embedding(&tower, &tok, p).await.map_err(e)?;
+            let row = |t: &HostTensor| t.data[i * 512..(i + 1) * 512].iter().map(|&v| v as u32).collect::<Vec<u32>>();
+            assert_eq!(enc.ids, row(ids), "prompt {i}: ids differ from AudioLDM's tokenizer");
+            assert_eq!(enc.attention_mask, row(mask), "prompt {i}: mask");
+            assert_eq!(enc.truncated, i == 2, "prompt {i}");
+            check(&format!("prompt {i} embedding"), &emb, &want.data[i * d..(i + 1) * d])?;
+        }
+        Ok(())
+    });
+}

@@ -279,3 +279,91 @@ fn demo_uncond_comes_from_its_text_tower_and_written_packs_store_it() {
     assert!(a != c, "set_uncond did not change the sound");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// AudioLDM's own text to audio on the demo packs (in memory): only AudioLDM and its CLAP text
+/// tower run; the conditioning is the tower's L2-normalised embedding of the tokenizer's ids; the
+/// rest is exactly `clap_to_audio` (same sampler, seed, guidance); a long prompt is truncated at
+/// 512 tokens and says so; empty prompts and prompts with other sources are refused.
+#[test]
+fn text_to_audio_conditions_audioldm_on_the_prompt_embedding() {
+    use ssv2a::models::clap::{self, TextTokens};
+    use ssv2a::pipeline::{Model, Pipeline, PromptTokens};
+    use ssv2a::tokenize::RobertaTokenizer;
+    let Some(gpu) = common::test_gpu() else { return };
+    let (mut p, packs) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let mut s = quick(5);
+    s.generate.steps = 2;
+    let prompt = |t: &str| Request { prompt: Some(t.into()), ..Request::default() };
+    let req = prompt("rain on a tin roof");
+    assert_eq!(Pipeline::needs(&req).unwrap(), vec![Model::AudioLdm]);
+    let mut stages = vec![];
+    let out = pollster::block_on(p.generate(&req, &s, &mut |e| stages.push(e.stage), &|| false)).unwrap();
+    assert_eq!(out.mode, Mode::TextToAudio);
+    assert_eq!(out.waveform.len(), expected_len(2.5));
+    assert!(stages.contains(&Stage::TextEncoder) && stages.contains(&Stage::Diffusion), "{stages:?}");
+    assert!(!stages.iter().any(|st| matches!(st, Stage::Detect | Stage::Clip | Stage::CycleMix)), "{stages:?}");
+    assert!(out.timings.iter().any(|(st, _)| *st == Stage::TextEncoder));
+    assert!(!p.is_loaded(Model::Clip) && !p.is_loaded(Model::Ssv2a) && !p.is_loaded(Model::Detector));
+
+    // The conditioning, by hand: the demo tokenizer (the fixture vocabulary, as large as the
+    // demo tower's table) → the tower → L2 normalisation.
+    let tok = RobertaTokenizer::from_files_bytes(demo::DEMO_TOKENIZER_VOCAB_JSON.as_bytes(), demo::DEMO_TOKENIZER_MERGES_TXT.as_bytes()).unwrap();
+    assert_eq!(tok.vocab_size(), demo::DEMO_TOKENIZER_VOCAB);
+    assert_eq!(demo::demo_text_config().vocab_size, demo::DEMO_TOKENIZER_VOCAB);
+    let enc = tok.encode_padded("rain on a tin roof", 512).unwrap();
+    let used = enc.attention_mask.iter().filter(|&&m| m == 1).count();
+    assert!(used > 3, "the prompt has text tokens");
+    assert_eq!(out.prompt, Some(PromptTokens { tokens: used - 2, max_length: 512, truncated: false }));
+    // A fresh random pack, loaded in the pipeline's order (the demo's random tensors are drawn
+    // on first request): AudioLDM, then the text tower.
+    let fresh = demo::packs(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    ssv2a::models::audioldm::AudioLdm::load(&fresh[&Model::AudioLdm]).unwrap();
+    let tower = clap::load_text(&fresh[&Model::AudioLdm]).unwrap();
+    let tokens = TextTokens { batch: 1, len: 512, ids: enc.ids.clone(), mask: enc.attention_mask.iter().map(|&m| m as f32).collect() };
+    let want = pollster::block_on(tower.embed(&tokens).unwrap().to_vec()).unwrap();
+    assert_eq!(out.clap, want);
+    assert!((want.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5, "unit norm");
+    let uncond = pollster::block_on(clap::uncond_embedding(&tower)).unwrap();
+    assert!(out.clap != uncond, "the prompt's embedding is not the empty text's");
+    // AudioLDM on that embedding with the same settings: the same samples.
+    let direct = pollster::block_on(p.clap_to_audio(&out.clap, &s, &mut |_| {}, &|| false)).unwrap();
+    assert!(direct == out.waveform, "text to audio is not AudioLDM on the prompt's embedding");
+
+    // Same seed: the same sound; another seed or another prompt: another sound.
+    let again = pollster::block_on(p.generate(&req, &s, &mut |_| {}, &|| false)).unwrap();
+    assert!(again.waveform == out.waveform);
+    let other_seed = pollster::block_on(p.generate(&req, &quick(6), &mut |_| {}, &|| false)).unwrap();
+    assert!(other_seed.waveform != out.waveform);
+    let other = pollster::block_on(p.generate(&prompt("a dog barks twice"), &s, &mut |_| {}, &|| false)).unwrap();
+    assert!(other.clap != out.clap && other.waveform != out.waveform);
+
+    // 100,000 characters: cut at 512 tokens (510 text tokens), reported.
+    let long: String = "rain on a tin roof, ".repeat(5000);
+    assert_eq!(long.len(), 100_000);
+    s.generate.duration_s = 1.0;
+    let out = pollster::block_on(p.generate(&prompt(&long), &s, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(out.prompt, Some(PromptTokens { tokens: 510, max_length: 512, truncated: true }));
+    assert_eq!(out.waveform.len(), expected_len(1.0));
+
+    // Refused before any work: empty, whitespace only, with other sources.
+    for bad in ["", " \t\n "] {
+        let e = pollster::block_on(p.generate(&prompt(bad), &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
+        assert!(e.contains("prompt is empty"), "{e}");
+    }
+    let mixed = Request { images: vec![image("a", 64, 48)], prompt: Some("rain".into()), ..Request::default() };
+    let e = pollster::block_on(p.generate(&mixed, &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
+    assert!(e.contains("cannot be combined"), "{e}");
+    // A pack without tokenizer files names the fix (and image modes do not need them).
+    let mut bare = ssv2a::pipeline::Pipeline::new(&gpu);
+    let w = &packs[&Model::AudioLdm];
+    let mut meta = w.metadata().clone();
+    meta.remove(clap::TOKENIZER_VOCAB_META);
+    let kind = meta.get("kind").cloned().unwrap();
+    let config = meta.get("config").cloned().unwrap();
+    let extra: std::collections::BTreeMap<String, String> =
+        meta.into_iter().filter(|(k, _)| !["kind", "config", "format", "version", "dtype"].contains(&k.as_str())).collect();
+    let stripped = ssv2a::Weights::random_with(&gpu, &kind, &config, demo::WEIGHTS_SEED + 4, true, Default::default(), extra, false);
+    bare.set_pack(Model::AudioLdm, ssv2a::pipeline::PackSource::Weights(stripped));
+    let e = pollster::block_on(bare.generate(&req, &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
+    assert!(e.contains("no text tokenizer") && e.contains("ssv2a fetch audioldm-s-full-v2") && e.contains("--tokenizer-dir"), "{e}");
+}

@@ -75,6 +75,30 @@ async fn pipeline_in_browser() {
     assert!(Overrides::from_json(r#"{"stepz": 1}"#).is_err());
 }
 
+/// AudioLDM's own text to audio in the browser on the demo pack (its tokenizer is the fixture
+/// vocabulary): the tokenizer and the CLAP text tower in wasm, deterministic for a seed, a
+/// 100,000-character prompt cut at 512 tokens and reported, other sources refused.
+#[wasm_bindgen_test]
+async fn prompt_in_browser() {
+    use ssv2a::pipeline::{demo, ImageSource, Mode, Overrides, Picture, Preset, PromptTokens, Request};
+    let g = gpu().await;
+    let (mut p, _) = demo::pipeline(&g, demo::WEIGHTS_SEED, false).unwrap();
+    let opts = r#"{"preset": "fast", "steps": 1, "duration": 1, "seed": 3}"#;
+    let s = Overrides::from_json(opts).unwrap().settings(Preset::Official).unwrap();
+    let req = Request { prompt: Some("rain on a tin roof".into()), ..Request::default() };
+    let a = p.generate(&req, &s, &mut |_| {}, &|| false).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.mode, Mode::TextToAudio);
+    assert_eq!(a.waveform.len(), 160 * 4 * 25 + 32);
+    assert_eq!(a.prompt, Some(PromptTokens { tokens: 6, max_length: 512, truncated: false }));
+    let b = p.generate(&req, &s, &mut |_| {}, &|| false).await.unwrap();
+    assert_eq!(a.waveform, b.waveform);
+    let long = Request { prompt: Some("rain on a tin roof, ".repeat(5000)), ..Request::default() };
+    let c = p.generate(&long, &s, &mut |_| {}, &|| false).await.unwrap();
+    assert_eq!(c.prompt, Some(PromptTokens { tokens: 510, max_length: 512, truncated: true }));
+    let mixed = Request { images: vec![ImageSource::new("scene", Picture::Rgb(demo::scene(32, 32)))], ..long };
+    assert!(p.generate(&mixed, &s, &mut |_| {}, &|| false).await.is_err());
+}
+
 /// The seeded normal stream in wasm is the native one (tests/models_ssv2a.rs pins the same
 /// digest): a seed gives the same Cycle Mix draws and diffusion noise in the browser.
 #[wasm_bindgen_test]

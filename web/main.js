@@ -2,6 +2,7 @@
 const log = document.getElementById("log");
 const check = document.getElementById("check");
 const generate = document.getElementById("generate");
+const generatePrompt = document.getElementById("generate-prompt");
 const cancel = document.getElementById("cancel");
 const stage = document.getElementById("stage");
 const bar = document.getElementById("bar");
@@ -10,6 +11,7 @@ const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "modu
 function idle() {
   check.disabled = false;
   generate.disabled = false;
+  generatePrompt.disabled = false;
   cancel.disabled = true;
 }
 
@@ -68,6 +70,7 @@ async function pixels() {
 
 generate.onclick = async () => {
   generate.disabled = true;
+  generatePrompt.disabled = true;
   check.disabled = true;
   cancel.disabled = false;
   const options = JSON.stringify({ preset: document.getElementById("preset").value });
@@ -80,6 +83,15 @@ generate.onclick = async () => {
   }
   const { data, w, h } = await pixels();
   worker.postMessage({ type: "generate", rgba: data, width: w, height: h, options }, [data.buffer]);
+};
+
+generatePrompt.onclick = () => {
+  generate.disabled = true;
+  generatePrompt.disabled = true;
+  check.disabled = true;
+  cancel.disabled = false;
+  const options = JSON.stringify({ preset: document.getElementById("preset").value });
+  worker.postMessage({ type: "prompt", text: document.getElementById("prompt").value, options });
 };
 
 cancel.onclick = () => worker.postMessage({ type: "cancel" });

@@ -29,6 +29,19 @@ onmessage = async ({ data }) => {
         text: `matmul ${data.m}x${data.n}x${data.k} (fp16 weights): ${(seconds * 1e3).toFixed(1)} ms incl. readback, ` +
           `${gflops.toFixed(2)} GFLOP/s, max |error| vs CPU ${err.toExponential(1)}`,
       });
+    } else if (data.type === "prompt") {
+      generator ??= Generator.demo(session);
+      cancelled = false;
+      const t0 = performance.now();
+      const progress = (stage, done, total) => postMessage({ type: "progress", stage, done, total });
+      const out = await generator.generate_prompt(data.text, data.options, progress, () => cancelled);
+      const wav = encode_wav(out.waveform, 16000);
+      const cut = out.truncated ? " (truncated at 512 tokens, as AudioLDM does)" : "";
+      postMessage({
+        type: "audio", wav,
+        text: `text to audio: ${out.tokens} tokens${cut}, ${(out.waveform.length / 16000).toFixed(2)} s of audio in ` +
+          `${((performance.now() - t0) / 1000).toFixed(1)} s (random demo weights)`,
+      }, [wav.buffer]);
     } else if (data.type === "generate") {
       generator ??= Generator.demo(session);
       cancelled = false;

@@ -107,6 +107,11 @@ pub struct GenerateArgs {
     /// A video (64 frames through ffmpeg, which must be on PATH; needs the aggregator pack).
     #[arg(long)]
     video: Option<PathBuf>,
+    /// AudioLDM's own text to audio, without SSV2A's sound-source path (to compare): the
+    /// prompt's CLAP text embedding conditions AudioLDM. Needs only the AudioLDM pack (with its
+    /// tokenizer); cannot be combined with other sources. Cut at 512 tokens, as AudioLDM does.
+    #[arg(long)]
+    prompt: Option<String>,
     /// Output WAV (16 kHz); written only when the run succeeds.
     #[arg(long, short)]
     output: PathBuf,
@@ -219,11 +224,20 @@ impl Bars {
 fn summary(out: &Output, path: &Path) {
     let secs = out.waveform.len() as f64 / out.sample_rate as f64;
     eprintln!("mode: {:?}", out.mode);
+    if let Some(p) = &out.prompt {
+        eprintln!("prompt: {} tokens (of at most {} with <s> and </s>)", p.tokens, p.max_length);
+        if p.truncated {
+            eprintln!(
+                "warning: the prompt was longer than {} tokens and was truncated, as AudioLDM truncates it: only its start conditions the sound",
+                p.max_length
+            );
+        }
+    }
     if out.sources.len() > 1 {
         let counts: Vec<String> = out.sources.iter().map(|s| (s.len() - 1).to_string()).collect();
         eprintln!("{} frames; sources per frame (besides the frame itself): {}", out.sources.len(), counts.join(" "));
     }
-    for scene in out.sources.iter().take(1) {
+    for scene in out.sources.iter().take(1).filter(|_| out.prompt.is_none()) {
         eprintln!("sources ({}):", scene.len());
         for (k, s) in scene.iter().enumerate() {
             let b = s.xyxy.map(|[a, b, c, d]| format!("  box {a:.0},{b:.0},{c:.0},{d:.0}")).unwrap_or_default();
@@ -291,8 +305,24 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let settings = overrides.settings(Preset::Official)?;
     check_output(&a.output)?;
+    if let Some(p) = &a.prompt {
+        if !a.image.is_empty() || !a.text.is_empty() || !a.audio.is_empty() || a.video.is_some() {
+            bail!("--prompt (AudioLDM's own text to audio) cannot be combined with --image, --text, --audio or --video; run them separately to compare");
+        }
+        if !a.boxes.is_empty() || a.only_boxes || !a.drop.is_empty() || !a.weight.is_empty() {
+            bail!("--box, --only-boxes, --drop and --weight apply to --image, not to --prompt");
+        }
+        if p.trim().is_empty() {
+            bail!("--prompt is empty: describe the sound, e.g. --prompt \"rain on a tin roof\"");
+        }
+    }
     // Decode every input before any model work, so bad inputs fail at once.
-    let mut req = Request { images: a.image.iter().map(|p| open_image(p)).collect::<anyhow::Result<_>>()?, texts: a.text.clone(), ..Request::default() };
+    let mut req = Request {
+        images: a.image.iter().map(|p| open_image(p)).collect::<anyhow::Result<_>>()?,
+        texts: a.text.clone(),
+        prompt: a.prompt.clone(),
+        ..Request::default()
+    };
     req.audios = a.audio.iter().map(|p| open_audio(p)).collect::<anyhow::Result<_>>()?;
     let user: Vec<SourceBox> = a.boxes.iter().map(|b| parse_box(b)).collect::<anyhow::Result<_>>()?;
     let mut weights = vec![];

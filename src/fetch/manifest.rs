@@ -66,6 +66,19 @@ pub struct ConvertSpec {
     /// `f16` (default) or `f32`.
     #[serde(default = "default_dtype")]
     pub dtype: String,
+    /// The text tokenizer's files, stored in the pack (`ssv2a convert --tokenizer-dir`).
+    #[serde(default)]
+    pub tokenizer: Option<TokenizerSpec>,
+}
+
+/// `[convert.tokenizer]`: `name`s of the files holding a byte-level BPE tokenizer.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizerSpec {
+    /// `vocab.json`.
+    pub vocab: String,
+    /// `merges.txt`.
+    pub merges: String,
 }
 
 fn default_dtype() -> String {
@@ -265,6 +278,13 @@ impl Manifest {
         if let Some(cfg) = &c.config {
             if self.file(cfg).is_none() {
                 return Err(format!("convert.config `{cfg}` is not one of the files"));
+            }
+        }
+        if let Some(t) = &c.tokenizer {
+            for (what, name) in [("vocab", &t.vocab), ("merges", &t.merges)] {
+                if self.file(name).is_none() {
+                    return Err(format!("convert.tokenizer.{what} `{name}` is not one of the files"));
+                }
             }
         }
         Ok(())

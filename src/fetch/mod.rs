@@ -310,6 +310,7 @@ impl Fetcher {
         job.config = config;
         job.f16 = m.convert.dtype == "f16";
         job.input_sha256 = Some(sha);
+        job.tokenizer = m.convert.tokenizer.as_ref().map(|t| (ready[t.vocab.as_str()].0.as_path(), ready[t.merges.as_str()].0.as_path()));
         job.extra_metadata.insert("source".into(), m.convert.checkpoint.clone());
         job.extra_metadata.insert("manifest".into(), m.name.clone());
         job.extra_metadata.insert("manifest_rules".into(), m.rules.to_string());

@@ -9,17 +9,13 @@
 //! - **missing**: no pack.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::manifest::{Manifest, SourceKind};
 use super::Fetcher;
 use crate::registry::is_convertible;
 use crate::weights::{PACK_FORMAT, PACK_VERSION};
-use crate::{Error, Result};
-
-/// Largest pack header read (real ones are a few hundred kB).
-const MAX_HEADER: u64 = 100 << 20;
+use crate::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -49,21 +45,9 @@ pub struct ModelStatus {
     pub pack_bytes: Option<u64>,
 }
 
-/// The `__metadata__` of a safetensors file, reading only its header.
+/// The `__metadata__` of a safetensors file, reading only its header (the pipeline's reader).
 pub fn read_pack_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
-    let ctx = |e| Error::io(format!("reading {}", path.display()), e);
-    let mut f = std::fs::File::open(path).map_err(ctx)?;
-    let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(ctx)?;
-    let n = u64::from_le_bytes(n);
-    if n > MAX_HEADER {
-        return Err(Error::Format(format!("{}: header of {n} bytes is not a pack header", path.display())));
-    }
-    let mut h = vec![0u8; n as usize];
-    f.read_exact(&mut h).map_err(ctx)?;
-    let v: serde_json::Value = serde_json::from_slice(&h).map_err(|e| Error::Format(format!("{}: header is not JSON ({e})", path.display())))?;
-    let meta = v.get("__metadata__").and_then(|m| m.as_object()).cloned().unwrap_or_default();
-    Ok(meta.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string()))).collect())
+    crate::pipeline::read_pack_meta(path)
 }
 
 pub(super) fn status(fx: &Fetcher, m: &Manifest) -> ModelStatus {

@@ -6,7 +6,7 @@
 //! 224 px input as the real one), SSV2A with 64-d CLIP/CLAP/manifold spaces and the real 64
 //! slots, and an AudioLDM whose latent, mel and waveform have the real geometry (8 × 256 × 16
 //! latent for 10 s, 64 mel bins, 16 kHz) with 32-channel networks, and a 2-layer, 64-wide CLAP
-//! text tower whose embedding of `""` is guidance's unconditional embedding, computed as
+//! text tower (with the tokenizer tests' 1761-token vocabulary as its tokenizer) whose embedding of `""` is guidance's unconditional embedding, computed as
 //! `ssv2a convert` computes a real pack's (in memory when AudioLDM first runs; stored by
 //! [`write_packs`]).
 
@@ -88,9 +88,18 @@ pub fn audioldm_config() -> Result<audioldm::AudioLdmConfig> {
 /// The demo AudioLDM pack's CLAP text tower: a 2-layer, 64-wide RoBERTa with 4 heads, a
 /// 256-token vocabulary (ids 0..=2 are `<s>`, `<pad>`, `</s>` as in roberta-base) and the
 /// real position table (514), so `""` is embedded at AudioLDM's length of 512.
+/// The demo AudioLDM pack's tokenizer: the small byte-level BPE vocabulary trained for the
+/// tokenizer tests (tests/fixtures/tokenizer/roberta/, see tests/reference/README.md), so
+/// `demo --write-packs DIR` then `generate --models DIR --prompt …` runs text to audio end to end.
+pub const DEMO_TOKENIZER_VOCAB_JSON: &str = include_str!("../../tests/fixtures/tokenizer/roberta/vocab.json");
+/// Its `merges.txt`.
+pub const DEMO_TOKENIZER_MERGES_TXT: &str = include_str!("../../tests/fixtures/tokenizer/roberta/merges.txt");
+/// Entries in [`DEMO_TOKENIZER_VOCAB_JSON`]: the demo text tower's vocabulary size.
+pub const DEMO_TOKENIZER_VOCAB: usize = 1761;
+
 pub fn demo_text_config() -> clap::TextConfig {
     clap::TextConfig {
-        vocab_size: 256,
+        vocab_size: DEMO_TOKENIZER_VOCAB,
         hidden_size: 64,
         num_hidden_layers: 2,
         num_attention_heads: 4,
@@ -154,7 +163,11 @@ pub fn packs_of(gpu: &Gpu, seed: u64, record: bool, size: Size) -> Result<BTreeM
         // pipeline computes it when the model loads; `write_packs` stores it).
         format!("unet,vae,vocoder,{}", clap::TEXT_COMPONENT)
     };
-    let extra = BTreeMap::from([("components".to_string(), components), ("ema".to_string(), "false".to_string())]);
+    let mut extra = BTreeMap::from([("components".to_string(), components), ("ema".to_string(), "false".to_string())]);
+    if !full {
+        extra.insert(clap::TOKENIZER_VOCAB_META.to_string(), DEMO_TOKENIZER_VOCAB_JSON.to_string());
+        extra.insert(clap::TOKENIZER_MERGES_META.to_string(), DEMO_TOKENIZER_MERGES_TXT.to_string());
+    }
     out.insert(Model::AudioLdm, random(audioldm::KIND, json(&lcfg)?, 4, fixed, extra));
     Ok(out)
 }
@@ -201,6 +214,7 @@ pub fn write_packs(gpu: &Gpu, seed: u64, dir: &std::path::Path) -> Result<Vec<st
                 // random weights are the ones an in-memory demo run draws.
                 audioldm::AudioLdm::load(w)?;
                 clap::load_text(w)?;
+                clap::load_tokenizer(w)?;
                 // The fixed tensors are only recorded when asked for.
                 w.host("scale_factor", &[])?;
                 with_uncond_embedding(gpu, w.random_to_pack()?, w.source())?

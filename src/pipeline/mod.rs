@@ -16,6 +16,12 @@
 //!   every input has been decoded and checked).
 //! - **video to audio** (`video_to_audio`): image to audio on each frame (one batched Cycle
 //!   Mix), the Temporal Aggregation module, AudioLDM.
+//! - **text to audio** ([`Request::prompt`], nothing else; `prompt_clap`): AudioLDM's own mode,
+//!   beyond SSV2A: the prompt through the AudioLDM pack's RoBERTa tokenizer (length 512) and
+//!   CLAP text tower, L2-normalised (`get_text_embedding`), then AudioLDM with the same samplers,
+//!   presets, seed and guidance as the other modes. Needs only the AudioLDM pack, with its
+//!   tokenizer files ([`crate::models::clap`]); a longer prompt is cut at 512 tokens and
+//!   [`Output::prompt`] says so.
 //!
 //! Official bugs not reproduced (each has a test in `tests/pipeline.rs`): lists of multimodal
 //! sources work; each audio source gets its own slot ([`MixInput::multimodal`]); crops live in
@@ -44,12 +50,14 @@ use std::collections::BTreeMap;
 
 use crate::media::image::RgbImage;
 use crate::models::audioldm::{self, AudioLdm};
+use crate::models::clap::{self, ClapText};
 use crate::models::clip::{ClipImage, ClipVision};
 use crate::models::detect::{self, crop_source, Detector, MAX_SOURCES};
 use crate::models::ssv2a::aggregator::AggregatorMode;
 use crate::models::ssv2a::cycle_mix::MixInput;
 use crate::models::ssv2a::{Aggregator, Ssv2a};
 use crate::rng::Rng;
+use crate::tokenize::RobertaTokenizer;
 use crate::{Error, Gpu, HostTensor, Result, Tensor, Weights};
 
 /// Name of the stored unconditional embedding in an AudioLDM pack ([film_dim], unit norm).
@@ -82,6 +90,8 @@ pub enum Stage {
     Diffusion,
     /// VAE decoder and vocoder.
     Decode,
+    /// Tokenizer and CLAP text tower (text to audio).
+    TextEncoder,
 }
 
 impl std::fmt::Display for Stage {
@@ -94,6 +104,7 @@ impl std::fmt::Display for Stage {
             Stage::Aggregate => f.write_str("aggregate"),
             Stage::Diffusion => f.write_str("diffusion"),
             Stage::Decode => f.write_str("decode"),
+            Stage::TextEncoder => f.write_str("CLAP text"),
         }
     }
 }
@@ -122,6 +133,17 @@ impl UsedSource {
     }
 }
 
+/// How a text-to-audio prompt was tokenized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptTokens {
+    /// Text tokens fed to the tower (besides `<s>` and `</s>`).
+    pub tokens: usize,
+    /// The tokenizer's limit (AudioLDM: 512 with `<s>` and `</s>`).
+    pub max_length: usize,
+    /// Whether the prompt had more tokens and lost its tail (as AudioLDM cuts it).
+    pub truncated: bool,
+}
+
 /// What a run produced.
 #[derive(Clone, Debug)]
 pub struct Output {
@@ -137,6 +159,8 @@ pub struct Output {
     pub timings: Vec<(Stage, f64)>,
     /// Peak GPU memory of the run (allocated by ssv2a's pool, bytes).
     pub peak_gpu_bytes: u64,
+    /// Text to audio: how the prompt was tokenized (None in the other modes).
+    pub prompt: Option<PromptTokens>,
 }
 
 pub use crate::clock::now_s;
@@ -151,6 +175,8 @@ pub struct Pipeline {
     audioldm: Option<(AudioLdm, Option<Vec<f32>>)>,
     aggregator: Option<Aggregator>,
     uncond: Option<Vec<f32>>,
+    /// The AudioLDM pack's CLAP text tower and tokenizer (text to audio), released with it.
+    clap_text: Option<(ClapText, RobertaTokenizer)>,
 }
 
 /// Progress and cancellation of one run.
@@ -178,7 +204,17 @@ impl Run<'_> {
 
 impl Pipeline {
     pub fn new(gpu: &Gpu) -> Pipeline {
-        Pipeline { gpu: gpu.clone(), packs: BTreeMap::new(), detector: None, clip: None, ssv2a: None, audioldm: None, aggregator: None, uncond: None }
+        Pipeline {
+            gpu: gpu.clone(),
+            packs: BTreeMap::new(),
+            detector: None,
+            clip: None,
+            ssv2a: None,
+            audioldm: None,
+            aggregator: None,
+            uncond: None,
+            clap_text: None,
+        }
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -220,7 +256,10 @@ impl Pipeline {
             Model::Detector => self.detector = None,
             Model::Clip => self.clip = None,
             Model::Ssv2a => self.ssv2a = None,
-            Model::AudioLdm => self.audioldm = None,
+            Model::AudioLdm => {
+                self.audioldm = None;
+                self.clap_text = None;
+            }
             Model::Aggregator => self.aggregator = None,
         }
         if was {
@@ -314,11 +353,14 @@ impl Pipeline {
     /// The models a request needs.
     pub fn needs(request: &Request) -> Result<Vec<Model>> {
         let mode = request.mode()?;
+        if mode == Mode::TextToAudio {
+            return Ok(vec![Model::AudioLdm]);
+        }
         let mut m = vec![];
         let detects = match mode {
             Mode::ImageToAudio => request.images[0].sources.is_none(),
             Mode::VideoToAudio => true,
-            Mode::Composition => false,
+            Mode::Composition | Mode::TextToAudio => false,
         };
         if detects {
             m.push(Model::Detector);
@@ -346,10 +388,20 @@ impl Pipeline {
         }
         let needs = Self::needs(request)?;
         self.check_packs(&needs)?;
+        if mode == Mode::TextToAudio {
+            self.check_prompt_pack()?;
+        }
         self.gpu.reset_peak();
         let mut run = Run { progress, cancel, timings: vec![] };
         let mut noise = Rng::new(settings.seed);
+        let mut prompt = None;
         let (clap, sources) = match mode {
+            Mode::TextToAudio => {
+                let text = request.prompt.as_deref().ok_or_else(|| Error::arg("request", "no prompt"))?;
+                let (clap, tokens) = self.prompt_clap(text, &mut run).await?;
+                prompt = Some(tokens);
+                (clap, vec![vec![UsedSource::whole("prompt".into(), 1.0)]])
+            }
             Mode::ImageToAudio => self.image_clap(&request.images[0], settings, &mut noise, &mut run).await?,
             Mode::Composition => self.composition_clap(&request.images, settings, &mut noise, &mut run).await?,
             Mode::VideoToAudio => {
@@ -367,7 +419,63 @@ impl Pipeline {
             self.release(Model::AudioLdm);
         }
         let peak = self.gpu.memory().peak_allocated;
-        Ok(Output { waveform, sample_rate: SAMPLE_RATE, mode, sources, clap, timings: run.timings, peak_gpu_bytes: peak })
+        Ok(Output { waveform, sample_rate: SAMPLE_RATE, mode, sources, clap, timings: run.timings, peak_gpu_bytes: peak, prompt })
+    }
+
+    /// Text to audio needs the AudioLDM pack's CLAP text tower and tokenizer files: checked from
+    /// the pack's header before any model runs.
+    fn check_prompt_pack(&self) -> Result<()> {
+        let (meta, name) = match self.packs.get(&Model::AudioLdm) {
+            None => return self.weights(Model::AudioLdm).map(|_| ()),
+            #[cfg(not(target_arch = "wasm32"))]
+            Some(PackSource::File(p)) => (read_pack_meta(p)?, p.display().to_string()),
+            Some(PackSource::Weights(w)) => (w.metadata().clone(), w.source().to_string()),
+        };
+        if !meta.get("components").is_some_and(|c| c.split(',').any(|x| x == clap::TEXT_COMPONENT)) {
+            return Err(Error::Format(format!(
+                "{name}: this AudioLDM pack has no CLAP text tower (components: {}); {}",
+                meta.get("components").map(|s| s.as_str()).unwrap_or("none"),
+                clap::TOKENIZER_FIX
+            )));
+        }
+        if !clap::has_tokenizer_meta(&meta) {
+            return Err(clap::no_tokenizer(&name));
+        }
+        Ok(())
+    }
+
+    /// The prompt's CLAP text embedding (the text encoder stage: loading the tower and the
+    /// tokenizer the first time, tokenizing, the tower, L2 normalisation).
+    async fn prompt_clap(&mut self, prompt: &str, run: &mut Run<'_>) -> Result<(Vec<f32>, PromptTokens)> {
+        self.load(Model::AudioLdm, run)?;
+        run.check()?;
+        let t0 = now_s();
+        run.event(Stage::TextEncoder, 0, 1);
+        if self.clap_text.is_none() {
+            let w = self.weights(Model::AudioLdm)?;
+            let tok = clap::load_tokenizer(&w)?;
+            let text = clap::load_text(&w)?;
+            if let Some((_, slot @ None)) = &mut self.audioldm {
+                // A pack without a stored "" embedding (the demo's in-memory one): take it from
+                // this same tower rather than loading the tower a second time.
+                *slot = Some(clap::uncond_embedding(&text).await?);
+            }
+            self.clap_text = Some((text, tok));
+        }
+        let (model, tok) = self.clap_text.as_ref().ok_or_else(|| Error::Format("CLAP text tower not loaded".into()))?;
+        let (emb, enc) = clap::prompt_embedding(model, tok, prompt).await?;
+        let fd = self.audioldm.as_ref().map(|(l, _)| l.unet.config.film_dim()).unwrap_or(emb.len());
+        if emb.len() != fd {
+            return Err(Error::Format(format!(
+                "the AudioLDM pack's CLAP text tower makes {}-d embeddings but its UNet takes {fd}-d ones: the pack is inconsistent",
+                emb.len()
+            )));
+        }
+        let used = enc.attention_mask.iter().filter(|&&m| m != 0).count();
+        let tokens = PromptTokens { tokens: used.saturating_sub(2), max_length: enc.ids.len(), truncated: enc.truncated };
+        run.event(Stage::TextEncoder, 1, 1);
+        run.time(Stage::TextEncoder, t0);
+        Ok((emb, tokens))
     }
 
     /// Sources of one image (given or detected), with their crops.
@@ -635,6 +743,13 @@ fn check_dim(got: usize, want: usize) -> Result<()> {
 /// Check a pack file's header: ssv2a format, version and `kind` (reads only the header).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn check_pack_header(path: &std::path::Path, kind: &str) -> Result<()> {
+    let meta = read_pack_meta(path)?;
+    crate::weights::check_pack_meta(&meta, &path.display().to_string(), kind)
+}
+
+/// A pack file's `__metadata__` (reads only the header).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_pack_meta(path: &std::path::Path) -> Result<BTreeMap<String, String>> {
     use std::io::Read;
     let name = path.display().to_string();
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("reading weight pack {name}"), e))?;
@@ -653,5 +768,5 @@ pub fn check_pack_header(path: &std::path::Path, kind: &str) -> Result<()> {
         .and_then(|m| m.as_object())
         .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
         .unwrap_or_default();
-    crate::weights::check_pack_meta(&meta, &name, kind)
+    Ok(meta)
 }

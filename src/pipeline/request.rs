@@ -71,9 +71,13 @@ pub struct VideoFrames {
 #[derive(Clone, Debug, Default)]
 pub struct Request {
     pub images: Vec<ImageSource>,
+    /// Text sound sources of a composition (CLIP text tower + DALLE-2 prior).
     pub texts: Vec<String>,
     pub audios: Vec<AudioClip>,
     pub video: Option<VideoFrames>,
+    /// AudioLDM's own text-to-audio: the prompt's CLAP text embedding conditions AudioLDM
+    /// directly, without SSV2A's sound-source path (no other source may be given).
+    pub prompt: Option<String>,
 }
 
 /// How a request is interpreted.
@@ -82,11 +86,22 @@ pub enum Mode {
     ImageToAudio,
     Composition,
     VideoToAudio,
+    /// AudioLDM alone on CLAP's text embedding of [`Request::prompt`].
+    TextToAudio,
 }
 
 impl Request {
     pub fn mode(&self) -> Result<Mode> {
         const OP: &str = "request";
+        if self.prompt.is_some() {
+            if !self.images.is_empty() || !self.texts.is_empty() || !self.audios.is_empty() || self.video.is_some() {
+                return Err(Error::arg(
+                    OP,
+                    "a prompt (AudioLDM's own text-to-audio) cannot be combined with images, text sources, audio or video; run them separately to compare",
+                ));
+            }
+            return Ok(Mode::TextToAudio);
+        }
         if self.video.is_some() {
             if !self.images.is_empty() || !self.texts.is_empty() || !self.audios.is_empty() {
                 return Err(Error::arg(OP, "a video cannot be combined with other sources"));
@@ -94,7 +109,7 @@ impl Request {
             return Ok(Mode::VideoToAudio);
         }
         match (self.images.len(), self.texts.len() + self.audios.len()) {
-            (0, 0) => Err(Error::arg(OP, "no sources: give an image, a text, an audio clip or a video")),
+            (0, 0) => Err(Error::arg(OP, "no sources: give an image, a text, an audio clip, a video, or a prompt (text to audio)")),
             (1, 0) => Ok(Mode::ImageToAudio),
             _ => {
                 if self.images.iter().any(|i| i.sources.is_some()) {
@@ -125,6 +140,11 @@ pub(super) fn check_inputs(r: &Request) -> Result<()> {
     for i in &r.images {
         if !i.weight.is_finite() || i.weight < 0.0 {
             return Err(Error::arg("sources", format!("{}: weight {} must be a finite number ≥ 0", i.name, i.weight)));
+        }
+    }
+    if let Some(p) = &r.prompt {
+        if p.trim().is_empty() {
+            return Err(Error::arg("prompt", "the prompt is empty: describe the sound, e.g. \"rain on a tin roof\""));
         }
     }
     for t in &r.texts {

@@ -26,11 +26,14 @@ pub struct ConvertJob<'a> {
     pub input_sha256: Option<&'a str>,
     /// More `__metadata__` entries (e.g. the manifest a pack was fetched for).
     pub extra_metadata: BTreeMap<String, String>,
+    /// AudioLDM: the text tokenizer's `vocab.json` and `merges.txt` (roberta-base's), checked
+    /// and stored in the pack ([`crate::models::clap::add_tokenizer`]).
+    pub tokenizer: Option<(&'a Path, &'a Path)>,
 }
 
 impl<'a> ConvertJob<'a> {
     pub fn new(kind: &'a str, input: &'a Path, output: &'a Path) -> ConvertJob<'a> {
-        ConvertJob { kind, input, config: None, output, f16: true, input_sha256: None, extra_metadata: BTreeMap::new() }
+        ConvertJob { kind, input, config: None, output, f16: true, input_sha256: None, extra_metadata: BTreeMap::new(), tokenizer: None }
     }
 }
 
@@ -61,8 +64,21 @@ pub fn convert_checkpoint(job: &ConvertJob) -> Result<Converted> {
         }
         None => None,
     };
+    let tokenizer = match job.tokenizer {
+        Some((v, m)) => {
+            if kind.name != crate::models::audioldm::KIND {
+                return Err(Error::Format(format!("tokenizer files apply to --kind {}, not `{}`", crate::models::audioldm::KIND, kind.name)));
+            }
+            let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(format!("reading tokenizer file {}", p.display()), e));
+            Some((read(v)?, v, read(m)?, m))
+        }
+        None => None,
+    };
     let ckpt = Checkpoint::open(job.input)?;
     let (mut plan, src) = convert(&ckpt, config.as_ref())?;
+    if let Some((vb, v, mb, m)) = &tokenizer {
+        crate::models::clap::add_tokenizer(&mut plan, vb, &v.display().to_string(), mb, &m.display().to_string())?;
+    }
     if let Some(complete) = kind.complete {
         complete(&mut plan, &src)?;
     }

@@ -23,10 +23,22 @@
                        as `uncond_embedding`. ckpt/audioldm_tiny.json carries the head count
                        ("clap_text": {"num_attention_heads": 4}); shapes give everything else.
 
+  clap_prompt          text to audio's conditioning end to end (`generate --prompt`): a reduced
+                       CLAP as above, but with the tokenizer fixture's 1761-token vocabulary
+                       (tests/fixtures/tokenizer/roberta/), and three prompts (one longer than
+                       512 tokens) tokenized as AudioLDM's `CLAPAudioEmbeddingClassifierFreev2.
+                       tokenizer` does (`RobertaTokenizer(text, padding="max_length",
+                       truncation=True, max_length=512)`; that method's body is copied below
+                       because audioldm/clap/encoders.py imports torchaudio, which has no build
+                       for this torch), then `CLAP.get_text_embedding` as its text mode calls it.
+                       state.*  as clap_text;  in.input_ids, in.attention_mask [3, 512];
+                       out.text_embeds_normalized [3, 16].
+                       Only this fixture: `make_clap.py prompt`.
+
 The released size (roberta-base, 512-d projection) is checked by parity_full.py (`--models
 clap`), which builds it with `build_clap` below.
 
-Run: /work/venv/bin/python tests/reference/make_clap.py
+Run: /work/venv/bin/python tests/reference/make_clap.py [prompt]
 """
 
 from __future__ import annotations
@@ -166,12 +178,61 @@ def tiny_text_state() -> dict:
     return text_state(build_clap(TINY, JOINT_TINY, torch.Generator().manual_seed(SEED)))
 
 
+PROMPT_SEED = 16
+PROMPTS = ["rain on a tin roof", "A dog barks twice, then a car passes by in the rain!",
+           "thunder and heavy rain, " * 120]
+TOKENIZER_DIR = C.FIXTURES / "tokenizer" / "roberta"
+
+
+def audioldm_tokenize(tknz, text):
+    """audioldm/clap/encoders.py, CLAPAudioEmbeddingClassifierFreev2.tokenizer (verbatim body)."""
+    result = tknz(
+        text,
+        padding="max_length",
+        truncation=True,
+        max_length=512,
+        return_tensors="pt",
+    )
+    return {k: v.squeeze(0) for k, v in result.items()}
+
+
+def make_prompt_golden():
+    from transformers import RobertaTokenizer
+    tknz = RobertaTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    sizes = {**TINY, "vocab_size": len(tknz.get_vocab())}
+    gen = torch.Generator().manual_seed(PROMPT_SEED)
+    model = build_clap(sizes, JOINT_TINY, gen)
+    cfg = {"clap_text": {**sizes, "layer_norm_eps": 1e-5, "pad_token_id": 1, "joint_embed_shape": JOINT_TINY},
+           "prompts": PROMPTS}
+    fx = C.Fixture("clap_prompt", SCRIPT, VERSION, PROMPT_SEED,
+                   "audioldm 0.1.1 CLAP text side at reduced size with the tokenizer fixture's vocabulary, "
+                   "random weights; three prompts tokenized as AudioLDM does, get_text_embedding", cfg,
+                   libs=("transformers", "audioldm"))
+    fx.state(text_state(model))
+    data = audioldm_tokenize(tknz, PROMPTS)
+    ids, mask = data["input_ids"], data["attention_mask"]
+    assert ids.shape == (3, 512) and int(mask[2].sum()) == 512, "the last prompt must be truncated"
+    fx.input("input_ids", ids)
+    fx.input("attention_mask", mask)
+    with torch.no_grad():
+        normed = model.get_text_embedding(data)
+    fx.output("text_embeds_normalized", normed)
+    print("  " + C.describe("text_embeds_normalized", normed))
+    fx.write()
+
+
 def main():
+    if sys.argv[1:] == ["prompt"]:
+        print("clap_prompt")
+        make_prompt_golden()
+        return
     gen = torch.Generator().manual_seed(SEED)
     print("clap_text")
     sd, _ = make_golden(gen)
     print("ckpt/audioldm_tiny.ckpt (+ CLAP text tower)")
     add_to_audioldm_ckpt(sd)
+    print("clap_prompt")
+    make_prompt_golden()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,16 @@
 //! The AudioLDM converter packs the text tower under its original names and stores that
 //! embedding as [`UNCOND_TENSOR`] ([`add_uncond_embedding`]); packs made before it have no
 //! tower and no embedding. The demo's random AudioLDM pack computes its own the same way.
+//!
+//! **The tokenizer travels in the pack** as two `__metadata__` strings, the files' exact text:
+//! [`TOKENIZER_VOCAB_META`] (`vocab.json`) and [`TOKENIZER_MERGES_META`] (`merges.txt`), with
+//! their sha256 in `tokenizer.vocab_sha256` / `tokenizer.merges_sha256` ([`add_tokenizer`]).
+//! Metadata rather than u8 tensors: the files are text, every pack source (files, web bytes, the
+//! demo's random packs) carries metadata without new tensor dtypes, and the strict tensor
+//! accounting of [`Weights::finish`] stays about weights. roberta-base's files make the header
+//! about 1.4 MB. The converter builds the tokenizer from them before writing anything, so a
+//! malformed file fails the conversion; a pack without them still runs every image mode, and
+//! text-to-audio says how to add them ([`load_tokenizer`]).
 
 pub mod text;
 
@@ -12,6 +22,7 @@ pub use text::{ClapText, TextConfig, TextTokens};
 
 use crate::convert::plan::{Plan, Recipe, TensorSource};
 use crate::models::audioldm::{self, AudioLdmConfig};
+use crate::tokenize::RobertaTokenizer;
 use crate::weights::{serialize_pack, PackTensor, Weights};
 use crate::{Error, Gpu, Result};
 
@@ -24,6 +35,12 @@ pub const TEXT_COMPONENT: &str = "clap_text";
 /// Name of the stored unconditional embedding in an AudioLDM pack ([joint_embed_shape], unit
 /// norm, f32).
 pub const UNCOND_TENSOR: &str = "uncond_embedding";
+
+/// Pack metadata holding the tokenizer's `vocab.json` (its text).
+pub const TOKENIZER_VOCAB_META: &str = "tokenizer.vocab_json";
+
+/// Pack metadata holding the tokenizer's `merges.txt` (its text).
+pub const TOKENIZER_MERGES_META: &str = "tokenizer.merges_txt";
 
 /// AudioLDM's tokenizer length (`padding="max_length", max_length=512`).
 pub const TOKENIZER_MAX_LENGTH: usize = 512;
@@ -104,4 +121,90 @@ pub async fn add_uncond_embedding(gpu: &Gpu, plan: &mut Plan, src: &dyn TensorSo
     }
     plan.push(UNCOND_TENSOR, vec![u.len()], Recipe::Values(u));
     Ok(true)
+}
+
+/// What [`fix_tokenizer`] tells a user whose AudioLDM pack has no tokenizer.
+pub const TOKENIZER_FIX: &str = "re-run `ssv2a fetch audioldm-s-full-v2 --force` (it downloads roberta-base's vocab.json and merges.txt and converts again), \
+     or convert by hand with `ssv2a convert --kind audioldm --tokenizer-dir DIR` (DIR holding roberta-base's vocab.json and merges.txt)";
+
+/// Whether pack metadata carries the tokenizer files.
+pub fn has_tokenizer_meta(meta: &std::collections::BTreeMap<String, String>) -> bool {
+    meta.contains_key(TOKENIZER_VOCAB_META) && meta.contains_key(TOKENIZER_MERGES_META)
+}
+
+/// The error for a pack (named `source`) without the tokenizer files.
+pub fn no_tokenizer(source: &str) -> Error {
+    Error::Format(format!(
+        "{source}: this AudioLDM pack has no text tokenizer (it was converted without roberta-base's vocab.json and merges.txt); {TOKENIZER_FIX}"
+    ))
+}
+
+/// Build the tokenizer from its two files' bytes (named `vocab_name`, `merges_name` in errors)
+/// and check it fits `text`: every id below the tower's vocabulary size.
+pub fn build_tokenizer(vocab_json: &[u8], vocab_name: &str, merges_txt: &[u8], merges_name: &str, text: &TextConfig) -> Result<RobertaTokenizer> {
+    let tok = RobertaTokenizer::from_files_bytes(vocab_json, merges_txt)
+        .map_err(|e| Error::Format(format!("tokenizer files {vocab_name} and {merges_name}: {e}")))?;
+    if tok.vocab_size() > text.vocab_size {
+        return Err(Error::Format(format!(
+            "{vocab_name}: {} tokens, but the CLAP text tower's embedding table has {} rows: the tokenizer does not belong to this checkpoint",
+            tok.vocab_size(),
+            text.vocab_size
+        )));
+    }
+    Ok(tok)
+}
+
+/// The tokenizer stored in an AudioLDM pack, checked against its text tower; an error naming
+/// the fix when the pack has none.
+pub fn load_tokenizer(w: &Weights) -> Result<RobertaTokenizer> {
+    let (Some(v), Some(m)) = (w.meta(TOKENIZER_VOCAB_META), w.meta(TOKENIZER_MERGES_META)) else {
+        return Err(no_tokenizer(w.source()));
+    };
+    let cfg = audioldm::pack_config(w)?;
+    let text = cfg.clap_text.as_ref().ok_or_else(|| Error::Format(format!("{}: this AudioLDM pack has no CLAP text tower; {TOKENIZER_FIX}", w.source())))?;
+    let src = w.source();
+    build_tokenizer(v.as_bytes(), &format!("{src} ({TOKENIZER_VOCAB_META})"), m.as_bytes(), &format!("{src} ({TOKENIZER_MERGES_META})"), text)
+}
+
+/// For an AudioLDM conversion plan that packs the text tower: check the tokenizer files
+/// (`vocab.json`, `merges.txt` bytes, named in errors) by building the tokenizer, and store
+/// their text and sha256 in the plan's metadata. A plan without the text tower is an error
+/// (the tokenizer would have nothing to feed). Native only (conversion runs natively).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn add_tokenizer(plan: &mut Plan, vocab_json: &[u8], vocab_name: &str, merges_txt: &[u8], merges_name: &str) -> Result<()> {
+    let cfg: AudioLdmConfig =
+        AudioLdmConfig::from_json(&serde_json::from_str(&plan.config_json).map_err(|e| Error::Format(format!("AudioLDM plan config: {e}")))?)?;
+    let Some(text) = cfg.clap_text.as_ref() else {
+        return Err(Error::Format(format!("tokenizer files {vocab_name} and {merges_name} given, but the checkpoint has no CLAP text tower to use them")));
+    };
+    build_tokenizer(vocab_json, vocab_name, merges_txt, merges_name, text)?;
+    let utf8 = |b: &[u8], name: &str| {
+        std::str::from_utf8(b).map(str::to_string).map_err(|e| Error::Format(format!("{name}: not UTF-8 text (invalid byte at offset {})", e.valid_up_to())))
+    };
+    let sha = |b: &[u8]| {
+        use sha2::Digest;
+        sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    plan.metadata.insert(TOKENIZER_VOCAB_META.into(), utf8(vocab_json, vocab_name)?);
+    plan.metadata.insert(TOKENIZER_MERGES_META.into(), utf8(merges_txt, merges_name)?);
+    plan.metadata.insert("tokenizer.vocab_sha256".into(), sha(vocab_json));
+    plan.metadata.insert("tokenizer.merges_sha256".into(), sha(merges_txt));
+    Ok(())
+}
+
+/// AudioLDM's text conditioning, `CLAP.get_text_embedding(tokenizer(prompt))`: tokenized to
+/// [`TOKENIZER_MAX_LENGTH`] (or the tower's position limit if smaller), through the tower,
+/// L2-normalised. Returns the unit-norm embedding and the tokenizer's [`Encoding`](crate::tokenize::Encoding).
+pub async fn prompt_embedding(model: &ClapText, tok: &RobertaTokenizer, prompt: &str) -> Result<(Vec<f32>, crate::tokenize::Encoding)> {
+    let len = TOKENIZER_MAX_LENGTH.min(model.config.max_len());
+    let enc = tok.encode_padded(prompt, len)?;
+    if let Some(&bad) = enc.ids.iter().find(|&&i| i as usize >= model.config.vocab_size) {
+        return Err(Error::Format(format!("token id {bad} is outside the CLAP text tower's {} embeddings", model.config.vocab_size)));
+    }
+    let tokens = TextTokens { batch: 1, len, ids: enc.ids.clone(), mask: enc.attention_mask.iter().map(|&m| m as f32).collect() };
+    let e = model.embed(&tokens)?.to_vec().await?;
+    if e.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Format("the CLAP text tower gives a non-finite embedding of the prompt".into()));
+    }
+    Ok((e, enc))
 }
