@@ -251,11 +251,18 @@ fn ddim_schedule_matches_the_original() {
     // f64 arithmetic on the same f32 values, rounded once: at most 1 ulp apart.
     assert_close("ddim200.sigmas", &d.sigmas, &g.get("out.ddim200.sigmas").data, Tol { abs: 0.0, rel: 1.2e-7 }).unwrap();
     assert!((d.sigmas[199] - 0.30515).abs() < 1e-5 && (d.sigmas[0] - 0.027432).abs() < 1e-6, "σ {} {}", d.sigmas[199], d.sigmas[0]);
-    // Uniform spacing as upstream: 7 steps give 8 timesteps; 300 would index ᾱ[1000] (upstream crashes).
-    assert_eq!(Ddim::new(&s, 7, 1.0).unwrap().len(), 8);
-    assert!(Ddim::new(&s, 300, 1.0).is_err());
-    assert!(Ddim::new(&s, 0, 1.0).is_err());
-    assert!(Ddim::new(&s, 1001, 1.0).is_err());
+    // Step counts that do not divide T: exactly that many timesteps (upstream runs 8 for 7 and
+    // indexes ᾱ[1000] for 3, 300 and 1000); 1..=999 all work.
+    assert_eq!(Ddim::new(&s, 7, 1.0).unwrap().timesteps, (0..7).map(|i| i * 142 + 1).collect::<Vec<_>>());
+    for n in [1, 3, 300, 999] {
+        let d = Ddim::new(&s, n, 1.0).unwrap();
+        assert_eq!(d.len(), n);
+        assert!(*d.timesteps.last().unwrap() < 1000 && d.timesteps.windows(2).all(|w| w[0] < w[1]), "{n}");
+    }
+    for n in [0, 1000, 1001] {
+        let err = Ddim::new(&s, n, 1.0).unwrap_err().to_string();
+        assert!(err.contains("1..=999") && !err.contains('\n'), "{n}: {err}");
+    }
     assert!(Ddim::new(&s, 200, 1.5).is_err());
     assert!(Ddim::new(&s, 200, f64::NAN).is_err());
 }

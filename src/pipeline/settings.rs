@@ -14,7 +14,7 @@
 //! | `preset` | `"official"` \| `"fast"` | starting point | caller's choice |
 //! | `seed` | integer ≥ 0 | one seed for the whole run | [`DEFAULT_SEED`] |
 //! | `sampler` | `"ddim"` \| `"dpmpp"` | diffusion sampler; also sets its usual step count unless `steps` is given | ddim / dpmpp |
-//! | `steps` | integer 1..=[`MAX_STEPS`] | sampler steps | 200 / 25 |
+//! | `steps` | integer 1..=[`MAX_STEPS`] (DPM-Solver++: 1..=998) | sampler steps | 200 / 25 |
 //! | `guidance` | number | classifier-free guidance scale | [`audioldm::GUIDANCE`] |
 //! | `candidates` | integer 1..=[`MAX_CANDIDATES`] | AudioLDM candidates sampled together | 3 / 1 |
 //! | `duration` | number > 0 (seconds) | length of the audio | 10 |
@@ -38,8 +38,9 @@ use crate::{Error, Result};
 
 /// The official code's seed.
 pub const DEFAULT_SEED: u64 = 42;
-/// Most sampler steps (AudioLDM's 1000 training timesteps).
-pub const MAX_STEPS: usize = 1000;
+/// Most sampler steps (AudioLDM's 1000 training timesteps − 1; DPM-Solver++'s leading spacing
+/// allows a little less: `audioldm::sampler::check_steps` says how many).
+pub const MAX_STEPS: usize = audioldm::TRAIN_TIMESTEPS - 1;
 /// Most AudioLDM candidates in one run.
 pub const MAX_CANDIDATES: usize = audioldm::MAX_CANDIDATES;
 /// Most Cycle Mix rounds − 1.
@@ -177,9 +178,7 @@ impl Settings {
         const OP: &str = "settings";
         self.detect.check()?;
         audioldm::latent_frames(self.generate.duration_s, 1, AudioLdm::MAX_DURATION_S)?;
-        if self.generate.steps == 0 || self.generate.steps > MAX_STEPS {
-            return Err(Error::arg(OP, format!("{} sampler steps: 1..={MAX_STEPS}", self.generate.steps)));
-        }
+        audioldm::sampler::check_steps(audioldm::TRAIN_TIMESTEPS, self.generate.method, self.generate.steps)?;
         if !self.generate.guidance.is_finite() {
             return Err(Error::arg(OP, "guidance must be a finite number"));
         }
@@ -325,5 +324,45 @@ impl Overrides {
 fn set<T>(field: &mut T, v: Option<T>) {
     if let Some(v) = v {
         *field = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Step counts are checked before anything loads, in one short line naming the range.
+    #[test]
+    fn step_counts_checked_up_front() {
+        for (sampler, ok, bad, range) in [(Sampler::Ddim, [1, 3, 7, 999], [0, 1000], "1..=999"), (Sampler::Dpmpp, [1, 3, 25, 998], [0, 999], "1..=998")] {
+            for n in ok {
+                let o = Overrides { sampler: Some(sampler), steps: Some(n), ..Overrides::default() };
+                o.settings(Preset::Fast).unwrap_or_else(|e| panic!("{sampler:?} {n}: {e}"));
+            }
+            for n in bad {
+                let o = Overrides { sampler: Some(sampler), steps: Some(n), ..Overrides::default() };
+                let err = o.settings(Preset::Fast).unwrap_err().to_string();
+                assert!(err.contains(range) && err.len() < 120 && !err.contains('\n'), "{sampler:?} {n}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn json_options_and_merging() {
+        let o = Overrides::from_json(r#"{"preset": "official", "steps": 50, "sampler": "dpmpp", "tta": false, "top_k": 0}"#).unwrap();
+        let s = o.settings(Preset::Fast).unwrap();
+        assert_eq!((s.generate.steps, s.detect.augment, s.detect.top_k, s.cycle.its), (50, false, None, 64));
+        assert_eq!(s.generate.method, Sampler::Dpmpp.method());
+        // The sampler alone brings its usual step count.
+        assert_eq!(Overrides::from_json(r#"{"sampler": "ddim"}"#).unwrap().settings(Preset::Fast).unwrap().generate.steps, 200);
+        for bad in [r#"{"stepz": 1}"#, r#"{"steps": -1}"#, r#"{"preset": "slow"}"#, "[1]", "not json"] {
+            assert!(Overrides::from_json(bad).is_err(), "{bad}");
+        }
+        let line = Overrides { seed: Some(7), ..Overrides::default() };
+        let cli = Overrides { seed: Some(1), steps: Some(3), ..Overrides::default() };
+        assert_eq!(line.or(&cli), Overrides { seed: Some(7), steps: Some(3), ..Overrides::default() });
+        // The JSON form round-trips.
+        let text = serde_json::to_string(&o).unwrap();
+        assert_eq!(Overrides::from_json(&text).unwrap(), o);
     }
 }

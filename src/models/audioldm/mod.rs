@@ -370,6 +370,10 @@ pub fn latent_frames(duration_s: f64, multiple: usize, max_s: f64) -> Result<Lat
     Ok(LatentFrames { requested, padded: requested.div_ceil(m) * m })
 }
 
+/// Training timesteps T of every AudioLDM v1 checkpoint (`timesteps` in its config); run
+/// settings are checked against it before a pack is read, the sampler again against the pack's.
+pub const TRAIN_TIMESTEPS: usize = 1000;
+
 /// SSV2A's classifier-free guidance scale (`emb_to_audio`'s `guidance_scale`).
 pub const GUIDANCE: f32 = 2.5;
 /// Most candidates [`AudioLdm::generate`] samples for one item.

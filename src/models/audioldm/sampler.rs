@@ -7,8 +7,11 @@
 //! - Schedule: LDM "linear" betas = linspace(√start, √end, T)² in f64 (torch.linspace's
 //!   two-sided formula), ᾱ = cumulative product in f64, kept as f32 the way `register_buffer`
 //!   stores them; every coefficient below is derived from those f32 values as the original does.
-//! - DDIM: uniform spacing c = T // steps, timesteps {0, c, 2c, …} + 1 (200 steps → 1, 6, …, 996;
-//!   a step count that does not divide T gives more timesteps than asked, exactly as upstream),
+//! - DDIM: spacing c = T // steps, timesteps {0, c, …, (steps − 1)·c} + 1 (200 steps → 1, 6, …,
+//!   996). For a step count that divides T this is upstream's "uniform" schedule exactly; for
+//!   the others upstream runs more timesteps than asked (7 → 8) or indexes ᾱ[T] and crashes
+//!   (3, 300, 1000), so here — deliberately — exactly `steps` timesteps are run, diffusers'
+//!   "leading" spacing with offset 1: any count in 1..=T−1 works ([`ddim_timesteps`]),
 //!   ᾱ_prev of the first index = ᾱ[0], σ = η·√((1−ᾱ_prev)/(1−ᾱ)·(1−ᾱ/ᾱ_prev)) (η = 1 in AudioLDM),
 //!   x0 = (x − √(1−ᾱ)·ε)/√ᾱ, x_prev = √ᾱ_prev·x0 + √(1−ᾱ_prev−σ²)·ε + σ·z, no clipping.
 //! - DPM-Solver++(2M): diffusers' timestep spacings (linspace, leading + offset, trailing),
@@ -104,21 +107,11 @@ struct DdimCoef {
 impl Ddim {
     pub fn new(schedule: &NoiseSchedule, steps: usize, eta: f64) -> Result<Ddim> {
         let t_train = schedule.len();
-        if steps == 0 || steps > t_train {
-            return Err(Error::arg("ddim", format!("{steps} steps: DDIM needs 1..={t_train} steps")));
-        }
         if !(0.0..=1.0).contains(&eta) {
             // η > 1 makes 1 − ᾱ_prev − σ² negative (NaN latents upstream).
             return Err(Error::arg("ddim", format!("eta {eta} must be in [0, 1]")));
         }
-        let c = t_train / steps;
-        let timesteps: Vec<usize> = (0..t_train).step_by(c).map(|t| t + 1).collect();
-        if let Some(&last) = timesteps.last().filter(|&&l| l >= t_train) {
-            return Err(Error::arg(
-                "ddim",
-                format!("{steps} steps give timestep {last} ≥ {t_train} (uniform spacing {c}); the original sampler fails there too: pick a step count that divides {t_train}"),
-            ));
-        }
+        let timesteps = ddim_timesteps(t_train, steps)?;
         let ac = schedule.alphas_cumprod();
         let alphas: Vec<f32> = timesteps.iter().map(|&t| ac[t]).collect();
         let alphas_prev: Vec<f32> = std::iter::once(ac[0]).chain(timesteps[..timesteps.len() - 1].iter().map(|&t| ac[t])).collect();
@@ -193,47 +186,70 @@ fn alpha_sigma(sigma: f32) -> (f64, f64) {
     (alpha, s * alpha)
 }
 
+/// DDIM timesteps for `steps` of `t_train`: {0, c, …, (steps − 1)·c} + 1 with c = t_train //
+/// steps (upstream's schedule whenever steps divides t_train). Any count in 1..=t_train − 1;
+/// others are a one-line error.
+pub fn ddim_timesteps(t_train: usize, steps: usize) -> Result<Vec<usize>> {
+    if steps == 0 || steps >= t_train {
+        return Err(Error::arg("ddim", format!("{steps} DDIM steps: 1..={} are supported", t_train.saturating_sub(1))));
+    }
+    let c = t_train / steps;
+    Ok((0..steps).map(|i| i * c + 1).collect())
+}
+
+/// DPM-Solver++ timesteps (high to low) for `steps` of `t_train` with `spacing`, as diffusers
+/// computes them; a count whose timesteps fall outside 0..t_train or do not decrease is a
+/// one-line error naming the supported range.
+pub fn dpm_timesteps(t_train: usize, steps: usize, spacing: Spacing) -> Result<Vec<usize>> {
+    if let Some(t) = dpm_timesteps_raw(t_train, steps, spacing) {
+        return Ok(t);
+    }
+    let max = (1..t_train).rev().find(|&n| dpm_timesteps_raw(t_train, n, spacing).is_some()).unwrap_or(0);
+    Err(Error::arg("dpm-solver", format!("{steps} DPM-Solver++ steps: 1..={max} are supported ({spacing:?} spacing over {t_train} timesteps)")))
+}
+
+fn dpm_timesteps_raw(t_train: usize, steps: usize, spacing: Spacing) -> Option<Vec<usize>> {
+    if steps == 0 || steps >= t_train {
+        return None;
+    }
+    let n = steps;
+    let timesteps: Vec<i64> = match spacing {
+        Spacing::Linspace => {
+            // np.linspace(0, T-1, n+1): i·step, the last value exactly T−1; numpy rounds half to even.
+            // Reversed, the trailing 0 dropped: i = n, n−1, …, 1.
+            let stop = (t_train - 1) as f64;
+            let step = stop / n as f64;
+            (1..=n).rev().map(|i| if i == n { stop } else { (i as f64 * step).round_ties_even() } as i64).collect()
+        }
+        Spacing::Leading { steps_offset } => {
+            let ratio = t_train / (n + 1);
+            (1..=n).rev().map(|i| (i * ratio + steps_offset) as i64).collect()
+        }
+        Spacing::Trailing => {
+            let ratio = t_train as f64 / n as f64;
+            let len = (t_train as f64 / ratio).ceil() as usize;
+            (0..len).map(|i| (t_train as f64 - i as f64 * ratio).round_ties_even() as i64 - 1).collect()
+        }
+    };
+    if timesteps.iter().any(|&t| t < 0 || t as usize >= t_train) || timesteps.windows(2).any(|w| w[0] <= w[1]) {
+        return None;
+    }
+    Some(timesteps.into_iter().map(|t| t as usize).collect())
+}
+
 impl DpmSolver {
     pub fn new(schedule: &NoiseSchedule, steps: usize, spacing: Spacing) -> Result<DpmSolver> {
-        let t_train = schedule.len();
-        if steps == 0 || steps >= t_train {
-            return Err(Error::arg("dpm-solver", format!("{steps} steps: DPM-Solver++ needs 1..{t_train} steps")));
-        }
-        let n = steps;
-        let timesteps: Vec<i64> = match spacing {
-            Spacing::Linspace => {
-                // np.linspace(0, T-1, n+1): i·step, the last value exactly T−1; numpy rounds half to even.
-                // Reversed, the trailing 0 dropped: i = n, n−1, …, 1.
-                let stop = (t_train - 1) as f64;
-                let step = stop / n as f64;
-                (1..=n).rev().map(|i| if i == n { stop } else { (i as f64 * step).round_ties_even() } as i64).collect()
-            }
-            Spacing::Leading { steps_offset } => {
-                let ratio = t_train / (n + 1);
-                (1..=n).rev().map(|i| (i * ratio + steps_offset) as i64).collect()
-            }
-            Spacing::Trailing => {
-                let ratio = t_train as f64 / n as f64;
-                let len = (t_train as f64 / ratio).ceil() as usize;
-                (0..len).map(|i| (t_train as f64 - i as f64 * ratio).round_ties_even() as i64 - 1).collect()
-            }
-        };
-        if timesteps.iter().any(|&t| t < 0 || t as usize >= t_train) || timesteps.windows(2).any(|w| w[0] <= w[1]) {
-            return Err(Error::arg(
-                "dpm-solver",
-                format!("{steps} steps with {spacing:?} give timesteps {timesteps:?}, outside 0..{t_train} or not decreasing"),
-            ));
-        }
+        let timesteps = dpm_timesteps(schedule.len(), steps, spacing)?;
         let ac = schedule.alphas_cumprod();
         let mut sigmas: Vec<f32> = timesteps
             .iter()
             .map(|&t| {
-                let a = ac[t as usize];
+                let a = ac[t];
                 ((1.0 - a) / a).sqrt()
             })
             .collect();
         sigmas.push(0.0);
-        Ok(DpmSolver { timesteps: timesteps.into_iter().map(|t| t as usize).collect(), sigmas })
+        Ok(DpmSolver { timesteps, sigmas })
     }
 
     pub fn len(&self) -> usize {
@@ -296,6 +312,15 @@ pub enum Method {
 pub enum Sampler {
     Ddim(Ddim),
     DpmSolver(DpmSolver),
+}
+
+/// Whether `method` can run `steps` over `t_train` training timesteps (one-line error naming the
+/// supported range): what `Settings::check` asks before any model is loaded.
+pub fn check_steps(t_train: usize, method: Method, steps: usize) -> Result<()> {
+    match method {
+        Method::Ddim { .. } => ddim_timesteps(t_train, steps).map(|_| ()),
+        Method::DpmSolverPp { spacing } => dpm_timesteps(t_train, steps, spacing).map(|_| ()),
+    }
 }
 
 impl Sampler {
