@@ -253,6 +253,9 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
     assert!(ok, "{err}");
     assert_eq!(wav_len(&out), 160 * 4 * 64 + 32);
     assert!(err.contains("ImageToAudio") && err.contains("sources ("), "{err}");
+    // One numbering (issue 16): the summary numbers detections as `detect` and --drop do, from 0;
+    // the whole image has no number.
+    assert!(err.lines().any(|l| l.starts_with("   - image")) && err.lines().any(|l| l.starts_with("   0 ")), "{err}");
     // Output paths (issue 16): a symbolic link is written through and stays a link; an output
     // that cannot be written fails before any model runs, naming the user's path.
     let link = dir.join("link.wav");
@@ -319,6 +322,7 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
         (vec!["--video".into(), still.display().to_string()], "still image (JPEG)"),
         (vec!["--image".into(), img_s.clone(), "--box".into(), "1,2,3".into()], "--box"),
         (vec!["--image".into(), img_s.clone(), "--drop".into(), "99".into()], "source 99"),
+        (vec!["--image".into(), img_s.clone(), "--weight".into(), "1=NaN".into()], "source 1 ("),
         (vec!["--image".into(), img_s.clone(), "--text".into(), "rain".into()], "text tower"),
         (vec!["--image".into(), img_s.clone(), "--sampler".into(), "euler".into()], "euler"),
         (vec!["--image".into(), img_s.clone(), "--conf".into(), "2".into()], "conf 2"),

@@ -100,7 +100,7 @@ fn user_sources_replace_detection_and_weights_change_the_mix() {
     // The detections, edited: drop all but the first, add a box of our own.
     let found = pollster::block_on(p.detect(&base.picture.to_rgb(), &Settings::official().detect)).unwrap();
     assert!(!found.is_empty());
-    let mine = SourceBox { xyxy: [48.0, 79.0, 80.0, 92.0], label: "my car".into(), score: None, weight: 1.0 };
+    let mine = SourceBox::drawn([48.0, 79.0, 80.0, 92.0], "my car", 1.0);
     let mut img = base.clone();
     img.sources = Some(vec![found[0].clone(), mine.clone()]);
     let mut s = quick(3);

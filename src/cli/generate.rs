@@ -171,7 +171,7 @@ fn parse_box(s: &str) -> anyhow::Result<SourceBox> {
     let v: Vec<f32> =
         coords.split(',').map(|p| p.trim().parse::<f32>()).collect::<Result<_, _>>().with_context(|| format!("--box `{s}`: expected X0,Y0,X1,Y1[@W]"))?;
     let [x0, y0, x1, y1] = v[..] else { bail!("--box `{s}`: expected four numbers X0,Y0,X1,Y1") };
-    Ok(SourceBox { xyxy: [x0, y0, x1, y1], label: "box".into(), score: None, weight })
+    Ok(SourceBox::drawn([x0, y0, x1, y1], "box", weight))
 }
 
 fn open_image(p: &Path) -> anyhow::Result<ImageSource> {
@@ -239,11 +239,14 @@ fn summary(out: &Output, path: &Path) {
     }
     for scene in out.sources.iter().take(1).filter(|_| out.prompt.is_none()) {
         eprintln!("sources ({}):", scene.len());
-        for (k, s) in scene.iter().enumerate() {
+        // Detections keep `ssv2a detect`'s numbers (the ones --drop and --weight take); the
+        // whole image and drawn boxes have none.
+        for s in scene {
             let b = s.xyxy.map(|[a, b, c, d]| format!("  box {a:.0},{b:.0},{c:.0},{d:.0}")).unwrap_or_default();
             let sc = s.score.map(|v| format!("  score {v:.3}")).unwrap_or_default();
             let w = if s.weight != 1.0 { format!("  weight {}", s.weight) } else { String::new() };
-            eprintln!("  {k:>2} {}{sc}{b}{w}", s.label);
+            let k = s.detection.map(|k| format!("{k:>2}")).unwrap_or_else(|| " -".into());
+            eprintln!("  {k} {}{sc}{b}{w}", s.label);
         }
     }
     eprintln!("timings:");
@@ -382,7 +385,10 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
             let found = pipe.detect(&img.picture.to_rgb(), &settings.detect).await?;
             for &k in a.drop.iter().chain(weights.iter().map(|(k, _)| k)) {
                 if k >= found.len() {
-                    bail!("source {k} does not exist: {} source(s) were detected (0..{})", found.len(), found.len());
+                    match found.len() {
+                        0 => bail!("source {k} does not exist: no source was detected"),
+                        n => bail!("source {k} does not exist: {n} source(s) were detected, numbered 0 to {}", n - 1),
+                    }
                 }
             }
             for (k, mut s) in found.into_iter().enumerate() {

@@ -126,11 +126,14 @@ pub struct UsedSource {
     pub xyxy: Option<[f32; 4]>,
     pub score: Option<f32>,
     pub weight: f32,
+    /// The detection number (see [`SourceBox::detection`]); None for the whole image, a frame
+    /// and drawn boxes.
+    pub detection: Option<usize>,
 }
 
 impl UsedSource {
     fn whole(label: String, weight: f32) -> UsedSource {
-        UsedSource { label, xyxy: None, score: None, weight }
+        UsedSource { label, xyxy: None, score: None, weight, detection: None }
     }
 }
 
@@ -348,7 +351,7 @@ impl Pipeline {
         self.load(Model::Detector, &mut run)?;
         let det = self.detector.as_ref().ok_or_else(|| Error::Format("detector not loaded".into()))?;
         let found = det.sources(&self.gpu, std::slice::from_ref(image), settings).await?;
-        Ok(found.iter().flatten().map(|s| SourceBox::detected(&s.detection)).collect())
+        Ok(found.iter().flatten().enumerate().map(|(k, s)| SourceBox::detected(&s.detection, k)).collect())
     }
 
     /// The models a request needs.

@@ -19,16 +19,33 @@ pub struct SourceBox {
     /// Weight in the remixer (1 = the official computation; 0 silences the source). See
     /// [`MixInput::weights`].
     pub weight: f32,
+    /// The number `ssv2a detect` (and [`super::Pipeline::detect`]) gives this detection: 0-based,
+    /// best first — the one `--drop`/`--weight` and the web page use. None for drawn boxes.
+    pub detection: Option<usize>,
 }
 
 impl SourceBox {
     /// A detection as an editable source (weight 1).
-    pub fn detected(d: &detect::Detection) -> SourceBox {
-        SourceBox { xyxy: d.xyxy, label: d.name.clone(), score: Some(d.score), weight: 1.0 }
+    /// Detection number `index` as an editable source (weight 1).
+    pub fn detected(d: &detect::Detection, index: usize) -> SourceBox {
+        SourceBox { xyxy: d.xyxy, label: d.name.clone(), score: Some(d.score), weight: 1.0, detection: Some(index) }
+    }
+
+    /// A box the user drew.
+    pub fn drawn(xyxy: [f32; 4], label: impl Into<String>, weight: f32) -> SourceBox {
+        SourceBox { xyxy, label: label.into(), score: None, weight, detection: None }
+    }
+
+    /// How messages name it: its detection number, or its place among the given boxes.
+    fn name(&self, i: usize) -> String {
+        match self.detection {
+            Some(k) => format!("source {k} ({})", self.label),
+            None => format!("box {i} ({})", self.label),
+        }
     }
 
     pub(super) fn used(&self) -> UsedSource {
-        UsedSource { label: self.label.clone(), xyxy: Some(self.xyxy), score: self.score, weight: self.weight }
+        UsedSource { label: self.label.clone(), xyxy: Some(self.xyxy), score: self.score, weight: self.weight, detection: self.detection }
     }
 }
 
@@ -127,11 +144,11 @@ pub(super) fn check_box(b: &SourceBox, img: &RgbImage, i: usize) -> Result<()> {
     if !ok {
         return Err(Error::arg(
             "sources",
-            format!("box {i} ({x0}, {y0}, {x1}, {y1}) must satisfy 0 ≤ x0 < x1 ≤ {} and 0 ≤ y0 < y1 ≤ {} (the image size)", img.width, img.height),
+            format!("{} ({x0}, {y0}, {x1}, {y1}) must satisfy 0 ≤ x0 < x1 ≤ {} and 0 ≤ y0 < y1 ≤ {} (the image size)", b.name(i), img.width, img.height),
         ));
     }
     if !b.weight.is_finite() || b.weight < 0.0 {
-        return Err(Error::arg("sources", format!("box {i}: weight {} must be a finite number ≥ 0", b.weight)));
+        return Err(Error::arg("sources", format!("{}: weight {} must be a finite number ≥ 0", b.name(i), b.weight)));
     }
     Ok(())
 }

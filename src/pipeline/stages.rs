@@ -94,7 +94,10 @@ impl Pipeline {
         self.done_with(Model::Detector, settings);
         run.event(Stage::Detect, images.len(), images.len());
         run.time(Stage::Detect, t0);
-        Ok(found.into_iter().map(|srcs| detect::slot_sources(&srcs).iter().map(|s| (SourceBox::detected(&s.detection), s.crop.clone())).collect()).collect())
+        Ok(found
+            .into_iter()
+            .map(|srcs| detect::slot_sources(&srcs).iter().enumerate().map(|(k, s)| (SourceBox::detected(&s.detection, k), s.crop.clone())).collect())
+            .collect())
     }
 
     pub(super) async fn embed(&mut self, images: &[ClipImage<'_>], settings: &Settings, run: &mut Run<'_>) -> Result<HostTensor> {
