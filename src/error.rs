@@ -19,6 +19,12 @@ pub enum Error {
     /// A weight pack lacks a tensor.
     #[error("missing weight `{0}`")]
     MissingWeight(String),
+    /// A checkpoint being converted lacks a tensor (the file, then the tensor's name).
+    #[error("{file}: missing tensor `{name}`")]
+    MissingTensor { file: String, name: String },
+    /// A checkpoint being converted has a tensor of another shape than the model's config implies.
+    #[error("{file}: tensor `{name}` has shape {got:?}, expected {expected:?}")]
+    TensorShape { file: String, name: String, expected: Vec<usize>, got: Vec<usize> },
     /// A weight has the wrong shape.
     #[error("weight `{name}` has shape {got:?}, expected {expected:?}")]
     WeightShape { name: String, expected: Vec<usize>, got: Vec<usize> },
@@ -50,6 +56,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     pub fn shape(op: impl Into<String>, expected: impl std::fmt::Debug, got: impl std::fmt::Debug) -> Self {
         Error::Shape { op: op.into(), expected: format!("{expected:?}"), got: format!("{got:?}") }
+    }
+    /// [`Error::MissingTensor`]: `name` is not in the checkpoint `file`.
+    pub fn missing(file: impl Into<String>, name: impl Into<String>) -> Self {
+        Error::MissingTensor { file: file.into(), name: name.into() }
     }
     pub fn arg(op: impl Into<String>, msg: impl Into<String>) -> Self {
         Error::Arg { op: op.into(), msg: msg.into() }

@@ -185,6 +185,14 @@ fn bad_inputs_give_one_clear_line_and_no_output() {
     let (ok, _, err) = run(bin().args(["convert", "--kind", "audioldm", "--input"]).arg(fixture("ckpt/audioldm_tiny.ckpt")).arg("--output").arg(&out));
     assert!(!ok && err.contains("shape"), "{err}");
     assert!(!out.exists(), "a pack was written despite the error");
+    // An incomplete checkpoint (issue 16): one UNet tensor and the scale; no pack is written.
+    let partial = dir.join("partial.safetensors");
+    let t = [PackTensor::f32("model.diffusion_model.x", vec![2, 2], &[0.0; 4]), PackTensor::f32("scale_factor", vec![], &[1.0])];
+    std::fs::write(&partial, serialize_pack(&t, &Default::default()).unwrap()).unwrap();
+    let (ok, _, err) = run(bin().args(["convert", "--kind", "audioldm", "--input"]).arg(&partial).arg("--output").arg(&out));
+    assert!(!ok && err.contains("not a complete AudioLDM checkpoint") && err.contains("VAE decoder"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(!out.exists(), "a pack was written from an incomplete checkpoint");
     // Unknown kind / dtype.
     let (ok, _, err) = run(bin().args(["convert", "--kind", "nope", "--input"]).arg(&junk).arg("--output").arg(&out));
     assert!(!ok && err.contains("nope"), "{err}");

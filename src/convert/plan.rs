@@ -223,8 +223,8 @@ impl Plan {
                 self.push(to, shape.to_vec(), Recipe::Copy(from.into()));
                 Ok(())
             }
-            Some(s) => Err(Error::WeightShape { name: format!("{}: {from}", src.describe()), expected: shape.to_vec(), got: s }),
-            None => Err(Error::MissingWeight(format!("{}: {from}", src.describe()))),
+            Some(s) => Err(Error::TensorShape { file: src.describe(), name: from.to_string(), expected: shape.to_vec(), got: s }),
+            None => Err(Error::missing(src.describe(), from.to_string())),
         }
     }
 

@@ -114,7 +114,7 @@ fn count_layers(src: &dyn TensorSource, fmt: impl Fn(usize) -> String) -> usize 
 }
 
 fn dim(src: &dyn TensorSource, name: &str, axis: usize) -> Result<usize> {
-    src.shape(name).and_then(|s| s.get(axis).copied()).ok_or_else(|| Error::MissingWeight(format!("{}: {name}", src.describe())))
+    src.shape(name).and_then(|s| s.get(axis).copied()).ok_or_else(|| Error::missing(src.describe(), name.to_string()))
 }
 
 /// Keys of a checkpoint that carry no weights (TorchScript attributes, HF id buffers).
@@ -238,8 +238,8 @@ fn block(plan: &mut Plan, src: &dyn TensorSource, layout: Layout, p: &str, q: &s
             for (name, s) in [(&iw, vec![3 * w, w]), (&ib, vec![3 * w])] {
                 match src.shape(name) {
                     Some(got) if got == s => {}
-                    Some(got) => return Err(Error::WeightShape { name: format!("{}: {name}", src.describe()), expected: s, got }),
-                    None => return Err(Error::MissingWeight(format!("{}: {name}", src.describe()))),
+                    Some(got) => return Err(Error::TensorShape { file: src.describe(), name: name.to_string(), expected: s, got }),
+                    None => return Err(Error::missing(src.describe(), name.to_string())),
                 }
             }
             for (i, n) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
@@ -318,8 +318,8 @@ pub fn plan(src: &dyn TensorSource, overrides: Option<&serde_json::Value>) -> Re
         if oa {
             match src.shape(openai) {
                 Some(s) if s == [d_in, c.embed_dim] => plan.push(hf, vec![c.embed_dim, d_in], Recipe::Transpose(openai.into())),
-                Some(s) => return Err(Error::WeightShape { name: format!("{}: {openai}", src.describe()), expected: vec![d_in, c.embed_dim], got: s }),
-                None => return Err(Error::MissingWeight(format!("{}: {openai}", src.describe()))),
+                Some(s) => return Err(Error::TensorShape { file: src.describe(), name: openai.to_string(), expected: vec![d_in, c.embed_dim], got: s }),
+                None => return Err(Error::missing(src.describe(), openai.to_string())),
             }
             used.push(openai.into());
             Ok(())

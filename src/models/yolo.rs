@@ -698,9 +698,9 @@ pub fn plan(src: &dyn TensorSource, cfg: &Config) -> Result<Plan> {
                 used.insert(name.clone());
                 Ok(name)
             }
-            Some(s) => Err(Error::WeightShape { name: format!("{}: {name}", src.describe()), expected: shape, got: s }),
-            None => Err(Error::MissingWeight(format!(
-                "{}: {name} (is the checkpoint's scale or class count different from the config's? {})",
+            Some(s) => Err(Error::TensorShape { file: src.describe(), name: name.to_string(), expected: shape, got: s }),
+            None => Err(Error::Format(format!(
+                "{}: missing tensor `{name}` (is the checkpoint's scale or class count different from the config's? {})",
                 src.describe(),
                 describe(cfg)
             ))),

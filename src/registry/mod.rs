@@ -187,7 +187,9 @@ fn convert_audioldm<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>
         Some(v) => models::audioldm::AudioLdmConfig::from_json(v)?,
         None => models::audioldm::AudioLdmConfig::s_full_v2(),
     };
-    Ok((models::audioldm::plan(&src, &cfg)?, src))
+    let plan = models::audioldm::plan(&src, &cfg)?;
+    models::audioldm::check_complete(&plan, &src)?;
+    Ok((plan, src))
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -17,7 +17,7 @@ pub mod sampler;
 pub mod unet;
 pub mod vae;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -163,7 +163,7 @@ pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
             if let Some(base) = name.strip_suffix(".weight_v") {
                 let g = format!("{base}.weight_g");
                 if !set.contains(g.as_str()) {
-                    return Err(Error::MissingWeight(format!("{}: {g}", src.describe())));
+                    return Err(Error::missing(src.describe(), g.to_string()));
                 }
                 let shape = src.shape(name).unwrap_or_default();
                 plan.push(format!("{base}.weight"), shape, Recipe::WeightNorm { g, v: name.clone() });
@@ -195,7 +195,7 @@ pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
         let shape = src.shape("scale_factor").unwrap_or_default();
         plan.copy(src, "scale_factor", &shape)?;
     } else if components.contains(&"vae") {
-        return Err(Error::MissingWeight(format!("{}: scale_factor (AudioLDM's latent scale, a top-level buffer)", src.describe())));
+        return Err(Error::missing(src.describe(), "scale_factor"));
     }
     if let Some(c) = &text {
         clap::text::plan(&mut plan, src, clap::PREFIX, c)?;
@@ -210,6 +210,38 @@ pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
     }
     plan.metadata.insert("components".into(), components.join(","));
     Ok(plan)
+}
+
+/// A pack `generate` can run: the UNet (every parameter its config implies, with its shape),
+/// the VAE decoder and the vocoder are all in `plan`. `ssv2a convert` and `fetch` check this;
+/// golden tests convert single parts through [`plan`] directly.
+pub fn check_complete(plan: &Plan, src: &dyn TensorSource) -> Result<()> {
+    let components = plan.metadata.get("components").map(String::as_str).unwrap_or("");
+    let have: Vec<&str> = components.split(',').collect();
+    let missing: Vec<&str> = [
+        ("unet", "the UNet (model.diffusion_model.*)"),
+        ("vae", "the VAE decoder (first_stage_model.decoder.*)"),
+        ("vocoder", "the vocoder (first_stage_model.vocoder.*)"),
+    ]
+    .iter()
+    .filter(|(c, _)| !have.contains(c))
+    .map(|(_, what)| *what)
+    .collect();
+    if !missing.is_empty() {
+        return Err(Error::Format(format!("{}: not a complete AudioLDM checkpoint: no {}", src.describe(), missing.join(", no "))));
+    }
+    let cfg: AudioLdmConfig = serde_json::from_str(&plan.config_json).map_err(|e| Error::Format(format!("{}: plan config: {e}", src.describe())))?;
+    let u = cfg.unet.as_ref().ok_or_else(|| Error::Format(format!("{}: the UNet config is missing", src.describe())))?;
+    let shapes: BTreeMap<&str, &[usize]> = plan.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
+    for (name, shape) in unet::param_shapes(&UnetConfig::from_json(u)?)? {
+        let key = format!("model.diffusion_model.{name}");
+        match shapes.get(key.as_str()) {
+            None => return Err(Error::missing(src.describe(), key)),
+            Some(s) if *s != shape.as_slice() => return Err(Error::TensorShape { file: src.describe(), name: key, expected: shape, got: s.to_vec() }),
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The shapes that pin down each part's config, checked before anything is written, so a
@@ -242,7 +274,7 @@ fn check_config(src: &dyn TensorSource, cfg: &AudioLdmConfig, components: &[&str
                     src.describe()
                 )))
             }
-            None => return Err(Error::MissingWeight(format!("{}: {name}", src.describe()))),
+            None => return Err(Error::missing(src.describe(), name.to_string())),
         }
     }
     Ok(())

@@ -118,7 +118,7 @@ impl TextConfig {
 }
 
 fn dim(src: &dyn TensorSource, name: &str, axis: usize) -> Result<usize> {
-    src.shape(name).and_then(|s| s.get(axis).copied()).ok_or_else(|| Error::MissingWeight(format!("{}: {name}", src.describe())))
+    src.shape(name).and_then(|s| s.get(axis).copied()).ok_or_else(|| Error::missing(src.describe(), name.to_string()))
 }
 
 /// Buffers of a `RobertaModel` state dict that carry no weights (older transformers saved them).

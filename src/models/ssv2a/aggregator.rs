@@ -166,8 +166,8 @@ pub fn plan(src: &dyn TensorSource, cfg: &AggregatorConfig) -> Result<Plan> {
                 )));
             }
         }
-        Some(s) => return Err(Error::WeightShape { name: format!("{}: pe.pe", src.describe()), expected: vec![r, 1, e], got: s }),
-        None => return Err(Error::MissingWeight(format!("{}: pe.pe", src.describe()))),
+        Some(s) => return Err(Error::TensorShape { file: src.describe(), name: "pe.pe".into(), expected: vec![r, 1, e], got: s }),
+        None => return Err(Error::missing(src.describe(), "pe.pe")),
     }
     check_unexpected(src, keys.iter().map(|(k, _)| k.as_str()).chain(["pe.pe"]), &[])?;
     Ok(plan)
