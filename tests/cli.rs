@@ -330,7 +330,8 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
         (vec!["--video".into(), still.display().to_string()], "still image (JPEG)"),
         (vec!["--image".into(), img_s.clone(), "--box".into(), "1,2,3".into()], "--box"),
         (vec!["--image".into(), img_s.clone(), "--drop".into(), "99".into()], "source 99"),
-        (vec!["--image".into(), img_s.clone(), "--weight".into(), "1=NaN".into()], "source 1 ("),
+        (vec!["--image".into(), img_s.clone(), "--weight".into(), "1=NaN".into()], "--weight `1=NaN`"),
+        (vec!["--image".into(), img_s.clone(), "--box".into(), "10,10,9999,50".into()], "box 0 (box) (10, 10, 9999, 50) must satisfy"),
         (vec!["--image".into(), img_s.clone(), "--text".into(), "rain".into()], "text tower"),
         (vec!["--image".into(), img_s.clone(), "--sampler".into(), "euler".into()], "euler"),
         (vec!["--image".into(), img_s.clone(), "--conf".into(), "2".into()], "conf 2"),
@@ -351,6 +352,18 @@ fn demo_then_generate_on_its_packs_and_bad_generate_inputs() {
     let (ok, _, err) = run(bin().arg("generate").args(QUICK).arg("--quiet").arg("--models").arg(&wrong).arg("--image").arg(&img).arg("-o").arg(&out));
     assert!(!ok && err.contains("of kind `clip`, expected kind `ssv2a`"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // A truncated pack (an interrupted copy) is refused from its header, before any model runs.
+    let trunc = dir.join("trunc");
+    std::fs::create_dir_all(&trunc).unwrap();
+    for f in ["yolov8x-oiv7", "clip-vit-l14", "ssv2a", "audioldm-s-full-v2"] {
+        std::fs::copy(packs.join(format!("{f}.safetensors")), trunc.join(format!("{f}.safetensors"))).unwrap();
+    }
+    let ldm = trunc.join("audioldm-s-full-v2.safetensors");
+    let bytes = std::fs::read(&ldm).unwrap();
+    std::fs::write(&ldm, &bytes[..bytes.len() - 1000]).unwrap();
+    let (ok, _, err) = run(bin().arg("generate").args(QUICK).arg("--quiet").arg("--models").arg(&trunc).arg("--image").arg(&img).arg("-o").arg(&out));
+    assert!(!ok && err.contains("truncated weight pack") && err.contains("audioldm-s-full-v2.safetensors") && err.trim().lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous");
     let (ok, _, err) = run(bin().arg("generate").arg("--models").arg(dir.join("no-such-dir")).arg("--image").arg(&img).arg("-o").arg(&out));
     assert!(!ok && err.contains("no-such-dir: no such folder") && err.contains("--models-dir"), "{err}");
     let (ok, _, err) = run(bin().arg("models").arg("--models-dir").arg(&img));

@@ -333,7 +333,15 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         let (k, v) = w.split_once('=').with_context(|| format!("--weight `{w}`: expected K=W"))?;
         let k: usize = k.trim().parse().with_context(|| format!("--weight `{w}`: K must be a source number"))?;
         let v: f32 = v.trim().parse().with_context(|| format!("--weight `{w}`: W must be a number"))?;
+        if !v.is_finite() || v < 0.0 {
+            bail!("--weight `{w}`: the weight must be a finite number ≥ 0");
+        }
         weights.push((k, v));
+    }
+    // Drawn boxes are checked against the image now, before any model runs.
+    if let [img] = &req.images[..] {
+        let (w, h) = (img.picture.width(), img.picture.height());
+        ssv2a::pipeline::check_boxes(&user, w, h).map_err(|e| anyhow::anyhow!("--box: {e}"))?;
     }
     let edits = !user.is_empty() || a.only_boxes || !a.drop.is_empty() || !weights.is_empty();
     if edits && req.images.len() != 1 {

@@ -44,7 +44,7 @@ mod stages;
 
 pub use crate::media::image::Picture;
 use request::{check_box, check_inputs};
-pub use request::{AudioClip, ImageSource, Mode, Request, SourceBox, VideoFrames};
+pub use request::{check_boxes, AudioClip, ImageSource, Mode, Request, SourceBox, VideoFrames};
 pub use settings::{Overrides, Preset, Sampler, Settings};
 
 use std::collections::BTreeMap;
@@ -450,6 +450,17 @@ pub fn read_pack_meta(path: &std::path::Path) -> Result<BTreeMap<String, String>
     head[..8].copy_from_slice(&n);
     f.read_exact(&mut head[8..]).map_err(|_| Error::Format(format!("{name}: truncated safetensors header")))?;
     let v: serde_json::Value = serde_json::from_slice(&head[8..]).map_err(|e| Error::Format(format!("{name}: not a safetensors file ({e})")))?;
+    // A truncated pack (an interrupted copy) is found here, before any model runs: the data
+    // must reach the end of the last tensor.
+    let data_end = v
+        .as_object()
+        .map(|o| o.iter().filter(|(k, _)| *k != "__metadata__").filter_map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0))
+        .unwrap_or(0);
+    let file_len = f.metadata().map_err(|e| Error::io(format!("reading weight pack {name}"), e))?.len();
+    let need = 8 + len + data_end;
+    if file_len < need {
+        return Err(Error::Format(format!("{name}: truncated weight pack ({file_len} bytes, its header describes {need}); copy or convert it again")));
+    }
     let meta: BTreeMap<String, String> = v
         .get("__metadata__")
         .and_then(|m| m.as_object())

@@ -138,13 +138,19 @@ impl Request {
     }
 }
 
-pub(super) fn check_box(b: &SourceBox, img: &RgbImage, i: usize) -> Result<()> {
+/// Check every box of an image of `width` × `height` (inside it, non-empty, weight finite and ≥ 0)
+/// — callers do it before detection; [`super::Pipeline::generate`] again.
+pub fn check_boxes(boxes: &[SourceBox], width: usize, height: usize) -> Result<()> {
+    boxes.iter().enumerate().try_for_each(|(i, b)| check_box(b, width, height, i))
+}
+
+pub(super) fn check_box(b: &SourceBox, width: usize, height: usize, i: usize) -> Result<()> {
     let [x0, y0, x1, y1] = b.xyxy;
-    let ok = b.xyxy.iter().all(|v| v.is_finite()) && x0 < x1 && y0 < y1 && x0 >= 0.0 && y0 >= 0.0 && x1 <= img.width as f32 && y1 <= img.height as f32;
+    let ok = b.xyxy.iter().all(|v| v.is_finite()) && x0 < x1 && y0 < y1 && x0 >= 0.0 && y0 >= 0.0 && x1 <= width as f32 && y1 <= height as f32;
     if !ok {
         return Err(Error::arg(
             "sources",
-            format!("{} ({x0}, {y0}, {x1}, {y1}) must satisfy 0 ≤ x0 < x1 ≤ {} and 0 ≤ y0 < y1 ≤ {} (the image size)", b.name(i), img.width, img.height),
+            format!("{} ({x0}, {y0}, {x1}, {y1}) must satisfy 0 ≤ x0 < x1 ≤ {} and 0 ≤ y0 < y1 ≤ {} (the image size)", b.name(i), width, height),
         ));
     }
     if !b.weight.is_finite() || b.weight < 0.0 {

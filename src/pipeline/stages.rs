@@ -79,7 +79,7 @@ impl Pipeline {
             }
             let mut out = vec![];
             for (i, b) in boxes.iter().enumerate() {
-                check_box(b, img, i)?;
+                check_box(b, img.width, img.height, i)?;
                 out.push((b.clone(), crop_source(img, b.xyxy, size, settings.detect.crop)?));
             }
             return Ok(vec![out]);
