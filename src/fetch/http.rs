@@ -62,6 +62,26 @@ pub struct Downloader {
     pub retry_delay: Duration,
 }
 
+/// A request error as the retry loop sees it: a name that does not resolve (no network, or
+/// a wrong host) is not worth retrying, and is said plainly.
+fn classify(e: ureq::Error, url: &str) -> Failure {
+    let host = url.split("://").nth(1).and_then(|r| r.split(['/', ':']).next()).unwrap_or(url);
+    let offline = || Failure::Permanent(format!("cannot resolve the host {host} (is this machine offline?)"));
+    match e {
+        ureq::Error::BadUri(m) => Failure::Permanent(format!("bad URL ({m})")),
+        ureq::Error::HostNotFound => offline(),
+        ureq::Error::Io(io) if is_resolution_error(&io) => offline(),
+        other => Failure::Transient(other.to_string()),
+    }
+}
+
+/// getaddrinfo's failures as the OS words them (glibc, musl, macOS) or as std reports them.
+fn is_resolution_error(e: &std::io::Error) -> bool {
+    let m = e.to_string().to_lowercase();
+    ["failed to lookup address", "name resolution", "name or service not known", "nodename nor servname", "no address associated"].iter().any(|s| m.contains(s))
+}
+
+#[derive(Debug)]
 enum Failure {
     /// Worth retrying (with a range request where bytes arrived).
     Transient(String),
@@ -244,11 +264,7 @@ impl Downloader {
             if let Some(n) = from {
                 req = req.header("Range", format!("bytes={n}-"));
             }
-            let resp = req.call().map_err(|e| match e {
-                ureq::Error::BadUri(m) => Failure::Permanent(format!("bad URL ({m})")),
-                ureq::Error::HostNotFound => Failure::Permanent("host not found".into()),
-                other => Failure::Transient(other.to_string()),
-            })?;
+            let resp = req.call().map_err(|e| classify(e, &cur))?;
             let h = resp.headers();
             let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
             let m = meta.get_or_insert_with(|| RemoteMeta {
@@ -393,5 +409,24 @@ mod tests {
         assert_eq!(range_start("bytes 100-199/200"), Some(100));
         assert_eq!(range_total("bytes */200"), Some(200));
         assert_eq!(range_start("items 1-2/3"), None);
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    /// Resolution failures are not retried and say the machine may be offline; other I/O
+    /// errors are retried.
+    #[test]
+    fn resolution_errors_fail_fast() {
+        let dns = std::io::Error::other("failed to lookup address information: Temporary failure in name resolution");
+        match classify(ureq::Error::Io(dns), "https://zenodo.org/record/1/files/x.ckpt") {
+            Failure::Permanent(m) => assert!(m.contains("zenodo.org") && m.contains("offline"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(classify(ureq::Error::HostNotFound, "https://example.org/x"), Failure::Permanent(_)));
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset by peer");
+        assert!(matches!(classify(ureq::Error::Io(reset), "https://example.org/x"), Failure::Transient(_)));
     }
 }
