@@ -14,7 +14,7 @@ fn rss_mb() -> f64 {
 }
 
 #[test]
-#[ignore]
+#[ignore = "soak: minutes of generations on lavapipe; run scripts/soak.sh"]
 fn soak_generations_and_pack_cycles() {
     let Some(gpu) = common::test_gpu() else { return };
     let n: usize = std::env::var("SOAK_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100);

@@ -271,20 +271,7 @@ fn still_image_kind(p: &Path) -> Option<&'static str> {
     use std::io::Read;
     let mut head = [0u8; 12];
     let n = std::fs::File::open(p).and_then(|mut f| f.read(&mut head)).ok()?;
-    let h = &head[..n];
-    if h.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("JPEG")
-    } else if h.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("PNG")
-    } else if h.len() >= 12 && &h[..4] == b"RIFF" && &h[8..12] == b"WEBP" {
-        Some("WebP")
-    } else if h.starts_with(b"GIF8") {
-        Some("GIF")
-    } else if h.starts_with(b"BM") {
-        Some("BMP")
-    } else {
-        None
-    }
+    ssv2a::media::imageio::sniff(&head[..n])
 }
 
 /// Before any work: the output can be written (see `ssv2a::fs`).

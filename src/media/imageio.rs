@@ -27,12 +27,31 @@ use crate::{Error, Result};
 /// A decoded image (the same type as [`crate::pipeline::Picture`]).
 pub use crate::media::image::Picture as Decoded;
 
+/// The still-image format whose signature `head` (a file's first 12 bytes or more) starts with:
+/// the formats this module decodes and a few it does not (for messages such as "a still image
+/// given as a video").
+pub fn sniff(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0xFF, 0xD8]) {
+        Some("JPEG")
+    } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("PNG")
+    } else if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+        Some("WebP")
+    } else if head.starts_with(b"GIF8") {
+        Some("GIF")
+    } else if head.starts_with(b"BM") {
+        Some("BMP")
+    } else {
+        None
+    }
+}
+
 /// Decode image bytes; `name` is used in errors.
 pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
     if bytes.is_empty() {
         return Err(Error::Format(format!("{name}: empty file, not an image")));
     }
-    if bytes.starts_with(&[0xFF, 0xD8]) {
+    if sniff(bytes) == Some("JPEG") {
         return decode_jpeg(bytes, name);
     }
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| Error::Format(format!("{name}: {e}")))?;

@@ -46,7 +46,7 @@ pub fn collapse(shape: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec
         if shape[d] == 1 {
             continue;
         }
-        let mergeable = !s.is_empty() && strides.iter().enumerate().all(|(k, sv)| *st[k].last().unwrap() == sv[d] * shape[d]);
+        let mergeable = !s.is_empty() && strides.iter().enumerate().all(|(k, sv)| st[k].last() == Some(&(sv[d] * shape[d])));
         if mergeable {
             *s.last_mut().unwrap() *= shape[d];
             for (k, sv) in strides.iter().enumerate() {
