@@ -257,7 +257,7 @@ fn ssv2a_predict_call_matches_ultralytics() {
             let found = det.detect(&gpu, &img, imgsz, &Settings { top_k: None, ..s.clone() }).await.map_err(e)?;
             set_matches(case, &found.detections, g.get(&format!("out.{case}.boxes")), g.get(&format!("out.{case}.conf")), g.get(&format!("out.{case}.cls")))?;
             // The batch API: crops of the first image's size, at most top_k.
-            let srcs = det.sources(&gpu, std::slice::from_ref(&img), &s).await.map_err(e)?;
+            let srcs = det.sources(&gpu, &[&img], &s).await.map_err(e)?;
             assert_eq!(srcs.len(), 1);
             assert_eq!(srcs[0].len(), found.detections.len().min(16));
             for src in &srcs[0] {
@@ -275,7 +275,7 @@ fn image_without_detections_gives_an_empty_list() {
         let det = tiny_detector(&gpu);
         let img = RgbImage::new(70, 50, vec![128; 70 * 50 * 3]).map_err(e)?;
         let s = Settings { conf: 0.999, ..Settings::ssv2a() };
-        let srcs = det.sources(&gpu, &[img.clone(), img], &s).await.map_err(e)?;
+        let srcs = det.sources(&gpu, &[&img, &img], &s).await.map_err(e)?;
         assert_eq!(srcs.len(), 2);
         assert!(srcs.iter().all(|v| v.is_empty()), "{srcs:?}");
         assert!(detect::slot_sources(&srcs[0]).is_empty());
@@ -329,7 +329,7 @@ fn bad_arguments_are_errors() {
             Settings { imgsz: ImgSize::Fixed { h: 0, w: 64 }, ..Settings::ssv2a() },
         ] {
             assert!(det.detect(&gpu, &img, (64, 64), &s).await.is_err(), "{s:?}");
-            assert!(det.sources(&gpu, std::slice::from_ref(&img), &s).await.is_err(), "{s:?}");
+            assert!(det.sources(&gpu, &[&img], &s).await.is_err(), "{s:?}");
         }
         assert!(det.sources(&gpu, &[], &Settings::ssv2a()).await.is_err(), "no images");
         // The network needs [b, 3, h, w] with h and w multiples of 32.
@@ -430,4 +430,60 @@ fn random_pack_loads_and_its_scale_is_inferred() {
         assert_eq!(yolo::num_anchors(640, 640), 8400);
         Ok(())
     });
+}
+
+/// Issue 16: a 100-megapixel image was detected at its own size (1.6 GB activation, refused
+/// after 4.4 GB of host memory). Image-derived detection sizes are capped; fixed ones are not.
+#[test]
+fn detection_size_is_capped_for_large_images() {
+    use ssv2a::models::detect::{detect_size, DETECT_BINDING_BYTES, DETECT_MAX_PIXELS};
+    let x = Config::x_oiv7();
+    // Small images keep the official rule exactly.
+    assert_eq!(detect_size(&x, ImgSize::Ssv2a, 640, 427).unwrap(), (640, 448));
+    assert_eq!(detect_size(&x, ImgSize::Ssv2a, 1024, 768).unwrap(), (1024, 768));
+    for (w, h) in [(9984, 9984), (10000, 10000), (4000, 3000), (1920, 1080), (20000, 5000), (100_000, 1000)] {
+        for rule in [ImgSize::Ssv2a, ImgSize::FirstImage] {
+            let (th, tw) = detect_size(&x, rule, w, h).unwrap();
+            let (oh, ow) = rule.target(w, h).unwrap();
+            assert!(th * tw <= DETECT_MAX_PIXELS + 32 * (th + tw), "{w}x{h} {rule:?}: {th}x{tw}");
+            assert!(x.max_activation_bytes(th, tw) <= DETECT_BINDING_BYTES, "{w}x{h}: {th}x{tw}");
+            assert!(th % 32 == 0 && tw % 32 == 0 && th <= oh && tw <= ow);
+            // The aspect ratio survives (within the rounding to 32).
+            let (a, b) = (oh as f64 / ow as f64, th as f64 / tw as f64);
+            assert!((a / b - 1.0).abs() < 0.2 || th.min(tw) == 32, "{w}x{h}: {oh}x{ow} -> {th}x{tw}");
+        }
+    }
+    assert_eq!(detect_size(&x, ImgSize::Fixed { h: 4000, w: 4000 }, 9984, 9984).unwrap(), (4000, 4000));
+}
+
+/// Crops of a large image are stretched to at most 4 MP instead of the image size; CLIP's input
+/// (shorter side 224, centre crop) then differs from the official full-size stretch by at most
+/// a few levels. Measured here on a smooth 4000×3000 test image (12 MP).
+#[test]
+fn capped_crop_changes_clip_input_by_a_few_levels() {
+    use ssv2a::media::image::clip_preprocess;
+    use ssv2a::models::detect::{crop_size, CROP_MAX_PIXELS};
+    assert_eq!(crop_size(640, 427), (640, 427));
+    let (w, h) = (4000usize, 3000usize);
+    let (cw, ch) = crop_size(w, h);
+    assert!(cw * ch <= CROP_MAX_PIXELS && (cw as f64 / ch as f64 - 4.0 / 3.0).abs() < 0.01, "{cw}x{ch}");
+    let mut data = vec![0u8; w * h * 3];
+    for y in 0..h {
+        for x in 0..w {
+            let (fx, fy) = (x as f64 / 97.0, y as f64 / 131.0);
+            let v = [(fx.sin() * 0.5 + 0.5), ((fx + fy).cos() * 0.5 + 0.5), ((fy * 1.7).sin() * (fx * 0.3).cos() * 0.5 + 0.5)];
+            for c in 0..3 {
+                data[(y * w + x) * 3 + c] = (v[c] * 255.0) as u8;
+            }
+        }
+    }
+    let img = RgbImage::new(w, h, data).unwrap();
+    let b = [812.4, 377.9, 2311.2, 1604.6];
+    let exact = clip_preprocess(&detect::crop_source(&img, b, (w, h), CropMode::Stretch).unwrap(), 224).unwrap();
+    let capped = clip_preprocess(&detect::crop_source(&img, b, (cw, ch), CropMode::Stretch).unwrap(), 224).unwrap();
+    // Back to 8-bit levels: normalised values are (v/255 − mean)/std, std ≥ 0.26.
+    let levels = exact.iter().zip(&capped).map(|(a, b)| (a - b).abs() * 0.2758 * 255.0).fold(0f32, f32::max);
+    let mean = exact.iter().zip(&capped).map(|(a, b)| (a - b).abs() * 0.27 * 255.0).sum::<f32>() / exact.len() as f32;
+    eprintln!("capped crop vs official: max {levels:.2} levels, mean {mean:.3}");
+    assert!(levels <= 3.01, "max difference {levels} levels");
 }

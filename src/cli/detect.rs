@@ -74,7 +74,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let gpu = Gpu::new().await?;
     let det = Detector::load(&Weights::from_file(&gpu, &a.weights)?)?;
     let t0 = std::time::Instant::now();
-    let found = det.sources(&gpu, &images, &s).await?;
+    let refs: Vec<&_> = images.iter().collect();
+    let found = det.sources(&gpu, &refs, &s).await?;
     eprintln!("detected in {:.2} s ({} image(s), TTA {})", t0.elapsed().as_secs_f64(), images.len(), if s.augment { "on" } else { "off" });
     if let Some(dir) = &a.crops {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

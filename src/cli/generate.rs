@@ -256,7 +256,16 @@ fn summary(out: &Output, path: &Path) {
     }
     eprintln!("  {:<24} {total:>8.2} s", "total");
     eprintln!("peak GPU memory: {:.1} MB", out.peak_gpu_bytes as f64 / 1e6);
+    if let Some(kb) = peak_rss_kb() {
+        eprintln!("peak memory (RSS): {:.1} MB", kb as f64 / 1e3);
+    }
     eprintln!("wrote {} ({secs:.2} s at {} Hz)", path.display(), out.sample_rate);
+}
+
+/// The process's peak resident memory (Linux `VmHWM`, kB); `None` elsewhere.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 fn write(out: &Output, path: &Path, float: bool) -> anyhow::Result<()> {

@@ -255,6 +255,14 @@ impl Picture {
             Picture::Cmyk(i) => i.height,
         }
     }
+    /// RGB (PIL `convert("RGB")`: alpha dropped, CMYK converted) without copying an RGB image.
+    pub fn rgb(&self) -> std::borrow::Cow<'_, RgbImage> {
+        match self {
+            Picture::Rgb(i) | Picture::Palette(i) => std::borrow::Cow::Borrowed(i),
+            _ => std::borrow::Cow::Owned(self.to_rgb()),
+        }
+    }
+
     /// RGB (PIL `convert("RGB")`: alpha dropped, CMYK converted): what detection and crops see.
     pub fn to_rgb(&self) -> RgbImage {
         match self {
@@ -361,7 +369,12 @@ fn pil_resample(src: &[u8], ch: usize, w: usize, h: usize, ow: usize, oh: usize,
     let (kh, bh, ch_k) = pil_coeffs(w, ow, filter);
     let (kv, mut bv, cv_k) = pil_coeffs(h, oh, filter);
     let half = 1i64 << (PRECISION_BITS - 1);
-    let (mut cur, mut cw, mut chh) = (src.to_vec(), w, h);
+    if !need_h && !need_v {
+        return src.to_vec();
+    }
+    // `cur` is the horizontal pass's output; the vertical pass reads `src` when there is none
+    // (no copy of the source: it can be a 100-megapixel image).
+    let (mut cur, mut cw, mut chh) = (Vec::new(), w, h);
     if need_h {
         let first = bv[0].0;
         let last = bv[oh - 1].0 + bv[oh - 1].1;
@@ -388,6 +401,7 @@ fn pil_resample(src: &[u8], ch: usize, w: usize, h: usize, ow: usize, oh: usize,
         chh = rows;
     }
     if need_v {
+        let cur_in: &[u8] = if need_h { &cur } else { src };
         let mut out = vec![0u8; oh * cw * ch];
         for (yy, &(ymin, n)) in bv.iter().enumerate() {
             let k = &cv_k[yy * kv..yy * kv + n];
@@ -395,7 +409,7 @@ fn pil_resample(src: &[u8], ch: usize, w: usize, h: usize, ow: usize, oh: usize,
                 for c in 0..ch {
                     let mut ss = half;
                     for (y, &ky) in k.iter().enumerate() {
-                        ss += cur[((ymin + y) * cw + x) * ch + c] as i64 * ky as i64;
+                        ss += cur_in[((ymin + y) * cw + x) * ch + c] as i64 * ky as i64;
                     }
                     out[(yy * cw + x) * ch + c] = clip8(ss);
                 }

@@ -78,13 +78,15 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Decoded> {
     let sixteen = matches!(img.color(), C::L16 | C::La16 | C::Rgb16 | C::Rgba16);
     // High byte of 16-bit samples (PIL's "RGB;16B" raw modes), not the crate's rounding.
     let msb = |v: Vec<u16>| -> Vec<u8> { v.into_iter().map(|x| (x >> 8) as u8).collect() };
+    // `into_*` reuses the decoder's buffer when it already has that layout (no second
+    // full-size copy of a large image).
     Ok(if png_palette_like(bytes) {
-        Decoded::Palette(RgbImage::new(w, h, img.to_rgb8().into_raw())?)
+        Decoded::Palette(RgbImage::new(w, h, img.into_rgb8().into_raw())?)
     } else if img.color().has_alpha() {
-        let data = if sixteen { msb(img.to_rgba16().into_raw()) } else { img.to_rgba8().into_raw() };
+        let data = if sixteen { msb(img.into_rgba16().into_raw()) } else { img.into_rgba8().into_raw() };
         Decoded::Rgba(RgbaImage::new(w, h, data)?)
     } else {
-        let data = if sixteen { msb(img.to_rgb16().into_raw()) } else { img.to_rgb8().into_raw() };
+        let data = if sixteen { msb(img.into_rgb16().into_raw()) } else { img.into_rgb8().into_raw() };
         Decoded::Rgb(RgbImage::new(w, h, data)?)
     })
 }

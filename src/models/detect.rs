@@ -51,11 +51,22 @@
 //! (alpha dropped) and always resized with bicubic (PIL would use NEAREST for palette images and
 //! resize RGBA premultiplied).
 //!
-//! Size limit: activations must fit one storage binding (128 MiB on lavapipe and in browsers),
-//! which the x model reaches at a detection size of about 1.3 megapixels (1152×1152: its
-//! first C2f concatenates 400 channels at 1/4 resolution). With the official `imgsz`
-//! rule a large photo is detected at its own size; such inputs get an error before anything
-//! runs ([`crate::models::yolo::Config::max_activation_bytes`]) that suggests [`ImgSize::Fixed`] (`--imgsz 640`).
+//! **Large images** (a documented deviation; the official code has no limit and runs out of
+//! memory). Activations must fit one storage binding: WebGPU's default limit is 128 MiB, which
+//! the x model reaches at a detection size of about 1.3 megapixels (1152×1152: its first C2f
+//! concatenates 400 channels at 1/4 resolution). With the official `imgsz` rule a photo is
+//! detected at its own size, so a 12-megapixel photo would need a 1.2 GB activation. For
+//! [`ImgSize::Ssv2a`] and [`ImgSize::FirstImage`] the detection size is therefore scaled down
+//! (aspect kept, then rounded up to multiples of 32) until it has at most [`DETECT_MAX_PIXELS`]
+//! (1024²) and its largest activation fits [`DETECT_BINDING_BYTES`] ([`Detector::detect_size`]):
+//! the same size on every adapter, so results do not depend on the machine, and unchanged for
+//! images up to about a megapixel (every input the official tests use). A [`ImgSize::Fixed`] size is taken as given and refused with
+//! a clear error, before anything runs, when it does not fit the adapter
+//! ([`crate::models::yolo::Config::max_activation_bytes`]). Crops are likewise stretched to at
+//! most [`CROP_MAX_PIXELS`] ([`crop_size`]) instead of the full image size when the first image
+//! is larger: CLIP shrinks them to 224 pixels right after, so this changes its input by at
+//! most a few levels (`tests/models_yolo.rs` measures it), while 16 crops of a 100-megapixel
+//! image at full size would hold 4.8 GB.
 
 use crate::media::image::{round_half_even, RgbImage};
 use crate::models::yolo::Yolo;
@@ -77,6 +88,47 @@ pub const TTA_PAD: f32 = 0.447;
 pub const TTA_PASSES: [(f64, bool); 3] = [(1.0, false), (0.83, true), (0.67, false)];
 /// Sources that fit in the pipeline's 64 slots (slot 0 holds the global image).
 pub const MAX_SOURCES: usize = 63;
+/// The largest activation a detection size derived from the image may need: WebGPU's default
+/// `maxStorageBufferBindingSize` (128 MiB), so the cap is the same on every adapter.
+pub const DETECT_BINDING_BYTES: u64 = 128 << 20;
+/// The most pixels a detection size derived from the image may have (1024², 2.6× ultralytics'
+/// default 640²): bounds the detector's total memory, not only its largest activation.
+pub const DETECT_MAX_PIXELS: usize = 1 << 20;
+/// Crops are stretched to the first image's size, scaled down (aspect kept) to at most this
+/// many pixels (4 MP: a square crop's side stays 9× CLIP's 224).
+pub const CROP_MAX_PIXELS: usize = 1 << 22;
+
+/// [`Detector::detect_size`] for a model of config `cfg`.
+pub fn detect_size(cfg: &crate::models::yolo::Config, imgsz: ImgSize, w0: usize, h0: usize) -> Result<(usize, usize)> {
+    let (h, w) = imgsz.target(w0, h0)?;
+    if matches!(imgsz, ImgSize::Fixed { .. }) {
+        return Ok((h, w));
+    }
+    let fits = |h: usize, w: usize| h * w <= DETECT_MAX_PIXELS && cfg.max_activation_bytes(h, w) <= DETECT_BINDING_BYTES;
+    if fits(h, w) {
+        return Ok((h, w));
+    }
+    // Activations grow with the area: start at the area ratio, then step down until it fits.
+    let ratio = (DETECT_BINDING_BYTES as f64 / cfg.max_activation_bytes(h, w) as f64).min(DETECT_MAX_PIXELS as f64 / (h * w) as f64);
+    let mut s = ratio.sqrt();
+    loop {
+        let (hs, ws) = (check_imgsz(((h as f64 * s) as usize).max(1)), check_imgsz(((w as f64 * s) as usize).max(1)));
+        if fits(hs, ws) || (hs == STRIDE && ws == STRIDE) {
+            return Ok((hs, ws));
+        }
+        s *= 0.97;
+    }
+}
+
+/// The size crops are resized to for a first image of `w × h`: (w, h) as the official code
+/// does, scaled by one factor to at most [`CROP_MAX_PIXELS`] (see the module docs).
+pub fn crop_size(w: usize, h: usize) -> (usize, usize) {
+    if w.saturating_mul(h) <= CROP_MAX_PIXELS {
+        return (w, h);
+    }
+    let s = (CROP_MAX_PIXELS as f64 / (w as f64 * h as f64)).sqrt();
+    (((w as f64 * s) as usize).max(1), ((h as f64 * s) as usize).max(1))
+}
 
 /// How the detection size is chosen (see the module docs on the `imgsz` quirk).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -679,16 +731,24 @@ impl Detector {
         Ok(Detections { detections, letterbox: lb })
     }
 
+    /// The letterbox target (h, w) for a first image of `w0 × h0`: [`ImgSize::target`], scaled
+    /// down for the image-derived rules until the largest activation fits
+    /// [`DETECT_BINDING_BYTES`] (see the module docs on large images).
+    pub fn detect_size(&self, imgsz: ImgSize, w0: usize, h0: usize) -> Result<(usize, usize)> {
+        detect_size(&self.model.config, imgsz, w0, h0)
+    }
+
     /// The official `yolo_detect` on a list of images: the detection size and the crop size
-    /// come from the first image; each image gets its detections (score order, at most top_k)
-    /// with their crops. An image without detections gets an empty list.
-    pub async fn sources(&self, gpu: &crate::Gpu, images: &[RgbImage], s: &Settings) -> Result<Vec<Vec<Source>>> {
+    /// come from the first image (both capped for large images, see the module docs); each
+    /// image gets its detections (score order, at most top_k) with their crops. An image
+    /// without detections gets an empty list.
+    pub async fn sources(&self, gpu: &crate::Gpu, images: &[&RgbImage], s: &Settings) -> Result<Vec<Vec<Source>>> {
         let first = images.first().ok_or_else(|| Error::arg("detect", "no images"))?;
-        let imgsz = s.imgsz.target(first.width, first.height)?;
-        let size = (first.width, first.height);
+        let imgsz = self.detect_size(s.imgsz, first.width, first.height)?;
+        let size = crop_size(first.width, first.height);
         let area = (first.width * first.height) as f64;
         let mut out = Vec::with_capacity(images.len());
-        for img in images {
+        for &img in images {
             let found = self.detect(gpu, img, imgsz, s).await?;
             let mut srcs = vec![];
             for d in found.detections {

@@ -350,7 +350,7 @@ impl Pipeline {
         let mut run = Run { progress: &mut |_| {}, cancel: &|| false, timings: vec![] };
         self.load(Model::Detector, &mut run)?;
         let det = self.detector.as_ref().ok_or_else(|| Error::Format("detector not loaded".into()))?;
-        let found = det.sources(&self.gpu, std::slice::from_ref(image), settings).await?;
+        let found = det.sources(&self.gpu, &[image], settings).await?;
         Ok(found.iter().flatten().enumerate().map(|(k, s)| SourceBox::detected(&s.detection, k)).collect())
     }
 

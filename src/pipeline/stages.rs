@@ -71,7 +71,7 @@ impl Pipeline {
         run: &mut Run<'_>,
     ) -> Result<Vec<Vec<(SourceBox, RgbImage)>>> {
         let first = images.first().ok_or_else(|| Error::arg("detect", "no images"))?;
-        let size = (first.width, first.height);
+        let size = detect::crop_size(first.width, first.height);
         if let Some(boxes) = given {
             let img = images[0];
             if boxes.len() > MAX_SOURCES {
@@ -89,14 +89,16 @@ impl Pipeline {
         let t0 = now_s();
         run.event(Stage::Detect, 0, images.len());
         let det = self.detector.as_ref().ok_or_else(|| Error::Format("detector not loaded".into()))?;
-        let owned: Vec<RgbImage> = images.iter().map(|i| (*i).clone()).collect();
-        let found = det.sources(&self.gpu, &owned, &settings.detect).await?;
+        let found = det.sources(&self.gpu, images, &settings.detect).await?;
         self.done_with(Model::Detector, settings);
         run.event(Stage::Detect, images.len(), images.len());
         run.time(Stage::Detect, t0);
         Ok(found
             .into_iter()
-            .map(|srcs| detect::slot_sources(&srcs).iter().enumerate().map(|(k, s)| (SourceBox::detected(&s.detection, k), s.crop.clone())).collect())
+            .map(|mut srcs| {
+                srcs.truncate(detect::slot_sources(&srcs).len());
+                srcs.into_iter().enumerate().map(|(k, s)| (SourceBox::detected(&s.detection, k), s.crop)).collect()
+            })
             .collect())
     }
 
@@ -166,8 +168,8 @@ impl Pipeline {
         run: &mut Run<'_>,
     ) -> Result<(Vec<f32>, Vec<Vec<UsedSource>>)> {
         let (clip_dim, slot) = self.ssv2a_dims(run)?;
-        let rgb = image.picture.to_rgb();
-        let mut found = self.image_sources(&[&rgb], image.sources.as_deref(), settings, run).await?;
+        let rgb = image.picture.rgb();
+        let mut found = self.image_sources(&[&*rgb], image.sources.as_deref(), settings, run).await?;
         let srcs = found.pop().unwrap_or_default();
         if srcs.len() + 1 > slot {
             return Err(Error::arg("sources", format!("{} sources do not fit the remixer's {slot} slots (slot 0 is the image)", srcs.len())));
