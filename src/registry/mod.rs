@@ -180,14 +180,30 @@ impl std::fmt::Display for Model {
     }
 }
 
+/// AudioLDM: the config is read from the checkpoint ([`models::audioldm::resolve`]): tensor
+/// shapes, then `--config`, then the checkpoint's own `hyper_parameters` (a Lightning
+/// checkpoint's `LatentDiffusion` arguments, when it carries them as a plain dict), then the
+/// released defaults, listed in the pack's `config_defaults`.
 fn convert_audioldm<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)> {
+    use models::audioldm::resolve::{resolve, Stated};
     let root = if ckpt.get("state_dict").is_some() { "state_dict" } else { "" };
     let src = CheckpointSource::new(ckpt, root)?;
-    let cfg = match config {
-        Some(v) => models::audioldm::AudioLdmConfig::from_json(v)?,
-        None => models::audioldm::AudioLdmConfig::s_full_v2(),
-    };
-    let plan = models::audioldm::plan(&src, &cfg)?;
+    let mut stated = vec![];
+    if let Some(v) = config {
+        stated.push(Stated { origin: "--config".into(), json: v });
+    }
+    let embedded = ["hyper_parameters", "hparams"]
+        .iter()
+        .filter(|_| !root.is_empty())
+        .find_map(|k| ckpt.get(k).and_then(|v| v.to_json().ok()).filter(|j| j.is_object()).map(|j| (*k, j)));
+    if let Some((k, j)) = &embedded {
+        stated.push(Stated { origin: format!("the checkpoint's `{k}`"), json: j });
+    }
+    let resolved = resolve(&src, &stated)?;
+    let mut plan = models::audioldm::plan(&src, &resolved.config)?;
+    if !resolved.notes.is_empty() {
+        plan.metadata.insert(models::audioldm::CONFIG_DEFAULTS_META.into(), resolved.notes.join("; "));
+    }
     models::audioldm::check_complete(&plan, &src)?;
     Ok((plan, src))
 }

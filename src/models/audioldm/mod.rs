@@ -13,6 +13,7 @@
 //! seeded RNG → DDIM (200 steps, η = 1) or DPM-Solver++(2M) with guidance [`GUIDANCE`] on
 //! [uncond; cond] → clamp rule → VAE → HiFi-GAN → waveforms [B, samples] at 16 kHz.
 
+pub mod resolve;
 pub mod sampler;
 pub mod unet;
 pub mod vae;
@@ -33,6 +34,10 @@ use vae::{Trace, Vae, VaeConfig};
 
 /// Pack kind of AudioLDM packs.
 pub const KIND: &str = "audioldm";
+
+/// Pack metadata listing the config values a conversion took from the checkpoint's buffers or
+/// the released defaults rather than from tensor shapes or a stated config ([`resolve`]).
+pub const CONFIG_DEFAULTS_META: &str = "config_defaults";
 
 /// The noise schedule and latent geometry (LDM config keys).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -233,13 +238,25 @@ pub fn check_complete(plan: &Plan, src: &dyn TensorSource) -> Result<()> {
     let cfg: AudioLdmConfig = serde_json::from_str(&plan.config_json).map_err(|e| Error::Format(format!("{}: plan config: {e}", src.describe())))?;
     let u = cfg.unet.as_ref().ok_or_else(|| Error::Format(format!("{}: the UNet config is missing", src.describe())))?;
     let shapes: BTreeMap<&str, &[usize]> = plan.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
-    for (name, shape) in unet::param_shapes(&UnetConfig::from_json(u)?)? {
+    let want = unet::param_shapes(&UnetConfig::from_json(u)?)?;
+    for (name, shape) in &want {
         let key = format!("model.diffusion_model.{name}");
         match shapes.get(key.as_str()) {
             None => return Err(Error::missing(src.describe(), key)),
-            Some(s) if *s != shape.as_slice() => return Err(Error::TensorShape { file: src.describe(), name: key, expected: shape, got: s.to_vec() }),
+            Some(s) if *s != shape.as_slice() => return Err(Error::TensorShape { file: src.describe(), name: key, expected: shape.clone(), got: s.to_vec() }),
             Some(_) => {}
         }
+    }
+    // A tensor the config does not account for (a block the shapes-to-config reading missed,
+    // or a layer this port does not implement) is an error here, not at load time.
+    let known: BTreeSet<String> = want.into_iter().map(|(n, _)| format!("model.diffusion_model.{n}")).collect();
+    if let Some(t) = plan.tensors.iter().find(|t| t.name.starts_with("model.diffusion_model.") && !known.contains(&t.name)) {
+        return Err(Error::Format(format!(
+            "{}: `{}` (shape {:?}) is not part of the UNet the other tensors describe; this port does not implement that layer",
+            src.describe(),
+            t.name,
+            t.shape
+        )));
     }
     Ok(())
 }
