@@ -111,6 +111,19 @@ pub const KINDS: &[Kind] = &[
     Kind { name: "prior", title: "DALLE-2 prior", model: None, manifest: "dalle2-prior", aliases: &[], stages: &["prior-net"], convert: None, complete: None },
 ];
 
+/// The AudioLDM v1 releases `--audioldm` chooses between (`ssv2a fetch`, `ssv2a generate`): the
+/// flag's value and the manifest (= pack file stem) of that release. The first is the default,
+/// [`Model::AudioLdm`]'s manifest.
+pub const AUDIOLDM_RELEASES: &[(&str, &str)] = &[("s", "audioldm-s-full-v2"), ("m", "audioldm-m-full"), ("l", "audioldm-l-full")];
+
+/// The manifest of the AudioLDM release `size` (`s`, `m` or `l`).
+pub fn audioldm_manifest(size: &str) -> Result<&'static str> {
+    AUDIOLDM_RELEASES.iter().find(|(s, _)| *s == size).map(|(_, m)| *m).ok_or_else(|| {
+        let known: Vec<String> = AUDIOLDM_RELEASES.iter().map(|(s, m)| format!("{s} ({m})")).collect();
+        Error::arg("--audioldm", format!("`{size}` is not an AudioLDM release: {}", known.join(", ")))
+    })
+}
+
 /// The kind called `name` (its pack kind or an alias).
 pub fn kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name || k.aliases.contains(&name))
@@ -254,6 +267,14 @@ mod tests {
             assert_eq!(n, 1, "{m:?}");
             assert_eq!(Model::named(m.kind()).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn the_default_audioldm_release_is_the_kinds_manifest() {
+        assert_eq!(audioldm_manifest("s").unwrap(), Model::AudioLdm.manifest());
+        assert_eq!(audioldm_manifest("l").unwrap(), "audioldm-l-full");
+        let err = audioldm_manifest("xl").unwrap_err().to_string();
+        assert!(err.starts_with("--audioldm") && err.contains("`xl`") && err.contains("m (audioldm-m-full)"), "{err}");
     }
 
     #[test]
