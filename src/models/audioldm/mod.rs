@@ -1,4 +1,5 @@
-//! AudioLDM-S-full-v2 as `audioldm==0.1.1` runs it for SSV2A: the latent-diffusion UNet with
+//! AudioLDM v1 (S-full-v2, which SSV2A was published with, and every other release or size) as
+//! `audioldm==0.1.1` runs it for SSV2A: the latent-diffusion UNet with
 //! FiLM conditioning ([`unet`]), DDIM and DPM-Solver++ sampling ([`sampler`]), the VAE decoder
 //! ([`vae`]) and the HiFi-GAN vocoder ([`crate::models::hifigan`]).
 //!
@@ -8,6 +9,13 @@
 //! `first_stage_model.vocoder.*` (weight norm folded if present) and `scale_factor`. Its
 //! metadata lists the `components` it has, so a pack converted from a partial state dict still
 //! loads the parts it holds.
+//!
+//! The pack's `config` metadata is the whole config in this crate's layout ([`AudioLdmConfig`]),
+//! which `ssv2a convert` reads from the checkpoint ([`resolve`]: tensor shapes, `--config`, the
+//! checkpoint's `hyper_parameters` and `betas`, release defaults, the last listed in the pack's
+//! [`CONFIG_DEFAULTS_META`]), so loading never guesses. Packs converted before `resolve` existed
+//! have the same `config` layout (the released s-full-v2 config, or `--config`'s, checked against
+//! the shapes), so they load unchanged and need no reconversion.
 //!
 //! [`AudioLdm::generate`] is SSV2A's `emb_to_audio`: CLAP-space embeddings [B, 512] → x_T from a
 //! seeded RNG → DDIM (200 steps, η = 1) or DPM-Solver++(2M) with guidance [`GUIDANCE`] on

@@ -225,7 +225,7 @@ pub fn resolve(src: &dyn TensorSource, stated: &[Stated]) -> Result<Resolution> 
     let unet = if has_unet(src) {
         Some(resolve_unet(&sh, &given, &mut notes)?)
     } else {
-        given.list.iter().find_map(|s| s.unet).map(|u| UnetConfig::from_json(u)).transpose()?
+        given.list.iter().find_map(|s| s.unet).map(UnetConfig::from_json).transpose()?
     };
     let vae = if has_vae(src) {
         resolve_vae(&sh, &given)?
