@@ -181,9 +181,25 @@ fn bad_inputs_give_one_clear_line_and_no_output() {
     std::fs::write(&junk, b"PK\x03\x04 this is not really a zip").unwrap();
     let (ok, _, err) = run(bin().args(["convert", "--kind", "audioldm", "--input"]).arg(&junk).arg("--output").arg(&out));
     assert!(!ok && err.contains("junk.ckpt"), "{err}");
-    // The default (full-size) config does not fit the tiny checkpoint: clear error, no pack.
+    // The tiny checkpoint's CLAP text width (32) does not split into RoBERTa's 64-wide heads,
+    // and head counts are in no shape: without --config it cannot convert. Clear error, no pack.
     let (ok, _, err) = run(bin().args(["convert", "--kind", "audioldm", "--input"]).arg(fixture("ckpt/audioldm_tiny.ckpt")).arg("--output").arg(&out));
-    assert!(!ok && err.contains("shape"), "{err}");
+    assert!(!ok && err.contains("clap_text.num_attention_heads") && err.trim().lines().count() == 1, "{err}");
+    assert!(!out.exists(), "a pack was written despite the error");
+    // A --config that the tensor shapes contradict: the tensor, the shape found, the config.
+    let cfg = dir.join("wrong.json");
+    std::fs::write(&cfg, r#"{"unet_config": {"params": {"model_channels": 128}}, "clap_text": {"num_attention_heads": 4}}"#).unwrap();
+    let (ok, _, err) = run(bin()
+        .args(["convert", "--kind", "audioldm", "--input"])
+        .arg(fixture("ckpt/audioldm_tiny.ckpt"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--output")
+        .arg(&out));
+    assert!(
+        !ok && err.contains("model.diffusion_model.input_blocks.0.0.weight") && err.contains("[32, 8, 3, 3]") && err.contains("--config says 128"),
+        "{err}"
+    );
     assert!(!out.exists(), "a pack was written despite the error");
     // An incomplete checkpoint (issue 16): one UNet tensor and the scale; no pack is written.
     let partial = dir.join("partial.safetensors");
@@ -535,4 +551,60 @@ fn large_image_generates_in_bounded_memory() {
         assert!(mb < 1500.0, "{extra:?}: peak RSS {mb} MB");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A checkpoint of a size no release has (tests/fixtures/ckpt/audioldm_m_like.ckpt: other widths,
+/// depths, latent channels and vocoder) converts with no --config and generates from a prompt
+/// as the `m` release, with no other pack and no other file; a release that is not installed is
+/// one clear line.
+#[test]
+fn convert_without_config_then_generate_with_audioldm_m() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = tmpdir("m-like");
+    let tok = dir.join("tok");
+    std::fs::create_dir_all(&tok).unwrap();
+    let mut vocab: Vec<String> = ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| s.to_string()).collect();
+    vocab.extend(('a'..='z').map(String::from));
+    vocab.extend(["Ġ", "Ġr", "ai", "ain", "Ġrain", "<mask>"].iter().map(|s| s.to_string()));
+    let json: serde_json::Map<String, serde_json::Value> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect();
+    std::fs::write(tok.join("vocab.json"), serde_json::to_vec(&json).unwrap()).unwrap();
+    std::fs::write(tok.join("merges.txt"), "#version: 0.2\nĠ r\na i\nai n\nĠr ain\n").unwrap();
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let pack = models.join("audioldm-m-full.safetensors");
+    let (ok, _, err) = run(bin()
+        .args(["convert", "--kind", "audioldm", "--input"])
+        .arg(fixture("ckpt/audioldm_m_like.ckpt"))
+        .arg("--output")
+        .arg(&pack)
+        .arg("--tokenizer-dir")
+        .arg(&tok));
+    assert!(ok, "convert failed: {err}");
+    let (_, _, meta) = ssv2a::weights::parse_header(&std::fs::read(&pack).unwrap(), "pack").unwrap();
+    assert!(!meta.contains_key("config_source"));
+    assert!(meta[ssv2a::models::audioldm::CONFIG_DEFAULTS_META].contains("upsample_rates"), "{meta:?}");
+    let gen = |extra: &[&str], out: &Path| run(bin().arg("generate").args(QUICK).arg("--quiet").arg("--models").arg(&models).arg("-o").arg(out).args(extra));
+    let out = dir.join("m.wav");
+    let (ok, _, err) = gen(&["--audioldm", "m", "--prompt", "rain", "--seed", "3"], &out);
+    assert!(ok, "{err}");
+    // 2.5 s: int(64.0) = 64 latent frames (a multiple of 4 at 3 levels) → 256 mel frames.
+    assert_eq!(wav_len(&out), 160 * 4 * 64 + 32);
+    let again = dir.join("again.wav");
+    let (ok, _, err) = gen(&["--audioldm", "m", "--prompt", "rain", "--seed", "3"], &again);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap(), "same seed, same WAV");
+    // The default release (s) is not installed here; nor is l; xl is no release.
+    let missing = dir.join("missing.wav");
+    for (args, expect) in [
+        (vec!["--prompt", "rain"], "ssv2a fetch audioldm-s-full-v2"),
+        (vec!["--audioldm", "l", "--prompt", "rain"], "ssv2a fetch --audioldm l"),
+        (vec!["--audioldm", "xl", "--prompt", "rain"], "`xl` is not an AudioLDM release"),
+    ] {
+        let (ok, _, err) = gen(&args, &missing);
+        assert!(!ok && err.contains(expect) && err.trim().lines().count() == 1, "{args:?}: {err}");
+        assert!(!missing.exists());
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

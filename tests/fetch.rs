@@ -693,6 +693,41 @@ fn cli_fetch_and_models() {
     assert!(out.contains("tiny: already installed") && out.contains(&server.url("/gone.ckpt")) && out.contains("404"), "{out}");
     let (ok, out) = run(&["fetch", "nonesuch"]);
     assert!(!ok && out.contains("unknown model `nonesuch`"), "{out}");
+    // --audioldm names a release these manifests do not have / no release at all.
+    let (ok, out) = run(&["fetch", "--audioldm", "m"]);
+    assert!(!ok && out.contains("no manifest `audioldm-m-full`") && !out.contains("tiny: "), "{out}");
+    let (ok, out) = run(&["fetch", "--audioldm", "xl"]);
+    assert!(!ok && out.contains("--audioldm") && out.contains("`xl`"), "{out}");
+}
+
+/// `ssv2a fetch` installs audioldm-s-full-v2 by default (as before the m and l manifests existed);
+/// `--audioldm m|l` swaps in that release, or adds it to named models.
+#[test]
+fn audioldm_release_selection() {
+    let builtin = Manifest::builtin().unwrap();
+    let names = |v: Vec<&Manifest>| v.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+    let all = names(ssv2a::fetch::select(&builtin, &[], None).unwrap());
+    assert_eq!(all, ["ssv2a", "aggregator", "audioldm-s-full-v2", "clip-vit-l14", "yolov8x-oiv7", "dalle2-prior"]);
+    assert_eq!(names(ssv2a::fetch::select(&builtin, &[], Some("s")).unwrap()), all);
+    let m = names(ssv2a::fetch::select(&builtin, &[], Some("m")).unwrap());
+    assert_eq!(m, ["ssv2a", "aggregator", "audioldm-m-full", "clip-vit-l14", "yolov8x-oiv7", "dalle2-prior"]);
+    let picked = names(ssv2a::fetch::select(&builtin, &["clip-vit-l14".into()], Some("l")).unwrap());
+    assert_eq!(picked, ["clip-vit-l14", "audioldm-l-full"]);
+    assert_eq!(names(ssv2a::fetch::select(&builtin, &["audioldm-l-full".into()], None).unwrap()), ["audioldm-l-full"]);
+    let e = ssv2a::fetch::select(&builtin, &[], Some("xl")).unwrap_err().to_string();
+    assert!(e.contains("`xl`") && e.contains("s (audioldm-s-full-v2)"), "{e}");
+    let e = ssv2a::fetch::select(&builtin, &["nope".into()], Some("m")).unwrap_err().to_string();
+    assert!(e.contains("unknown model `nope`"), "{e}");
+    // The releases' manifests: the URLs and cache names audioldm 0.1.1 uses (utils.py
+    // get_metadata), roberta-base's tokenizer pinned as for s-full-v2.
+    for (name, file, record) in [("audioldm-m-full", "audioldm-m-full.ckpt", "7813012"), ("audioldm-l-full", "audioldm-full-l.ckpt", "7698295")] {
+        let m = builtin.iter().find(|m| m.name == name).unwrap();
+        assert_eq!((m.convert.kind.as_str(), m.convert.checkpoint.as_str(), m.licence.as_str()), ("audioldm", file, "CC-BY-NC-SA-4.0"));
+        assert_eq!(m.convert.pack, format!("{name}.safetensors"));
+        assert_eq!(m.checkpoint().urls[0], format!("https://zenodo.org/record/{record}/files/{file}?download=1"));
+        assert_eq!(m.checkpoint().reuse, [format!("~/.cache/audioldm/{name}.ckpt")]);
+        assert!(m.convert.tokenizer.is_some() && m.file("vocab.json").unwrap().hf.as_ref().unwrap().revision.len() == 40);
+    }
 }
 
 /// `[convert.tokenizer]`: the tokenizer's files (here from a pinned hub revision, as roberta-base's)

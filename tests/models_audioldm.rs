@@ -590,3 +590,204 @@ fn full_size_unet_step_memory_and_fp16() {
         Ok(())
     });
 }
+
+// ------------------------------------------------------------------ a size no release has
+
+/// `tests/fixtures/ckpt/audioldm_m_like.ckpt`: widths, depths, latent channels, vocoder kernels
+/// and noise schedule of no release, with `hyper_parameters` (make_audioldm.py `make_m_like`).
+fn m_like_ckpt() -> Checkpoint {
+    Checkpoint::open(format!("{}/tests/fixtures/ckpt/audioldm_m_like.ckpt", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// What `ssv2a convert --kind audioldm` runs on a checkpoint (the registry's converter; the GPU
+/// step that adds CLAP's "" embedding is left out here).
+fn convert_ckpt<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>) -> ssv2a::Result<(ssv2a::convert::plan::Plan, CheckpointSource<'a>)> {
+    let convert = ssv2a::registry::kind("audioldm").and_then(|k| k.convert).expect("audioldm converts");
+    convert(ckpt, config)
+}
+
+/// Every tensor of the m-like checkpoint's state dict in memory (to break it).
+fn m_like_source() -> MemSource {
+    let ckpt = m_like_ckpt();
+    let src = CheckpointSource::new(&ckpt, "state_dict").unwrap();
+    use ssv2a::convert::plan::TensorSource;
+    let tensors = src.names().into_iter().map(|n| (n.clone(), HostTensor::new(src.shape(&n).unwrap(), src.read_f32(&n).unwrap()).unwrap())).collect();
+    MemSource { name: "m_like.ckpt".into(), tensors }
+}
+
+/// Convert a state dict like the registry's converter does for a checkpoint without
+/// `hyper_parameters` (shapes, `--config`, defaults).
+fn convert_source(src: &MemSource, config: Option<&serde_json::Value>) -> ssv2a::Result<ssv2a::convert::plan::Plan> {
+    use audioldm::resolve::{resolve, Stated};
+    let stated: Vec<Stated> = config.iter().map(|v| Stated { origin: "--config".into(), json: v }).collect();
+    let r = resolve(src, &stated)?;
+    let mut plan = audioldm::plan(src, &r.config)?;
+    plan.metadata.insert(audioldm::CONFIG_DEFAULTS_META.into(), r.notes.join("; "));
+    audioldm::check_complete(&plan, src)?;
+    Ok(plan)
+}
+
+#[test]
+fn m_like_config_is_read_from_shapes_and_hyper_parameters() {
+    let ckpt = m_like_ckpt();
+    let (plan, _) = convert_ckpt(&ckpt, None).unwrap();
+    let cfg: AudioLdmConfig = serde_json::from_str(&plan.config_json).unwrap();
+    let g = Golden::load("audioldm_m_like");
+    let hp = &g.config()["hyper_parameters"];
+    let want_unet: UnetConfig = serde_json::from_value(hp["unet_config"]["params"].clone()).unwrap();
+    let u = UnetConfig::from_json(cfg.unet.as_ref().unwrap()).unwrap();
+    assert_eq!(u, want_unet, "UNet");
+    assert_eq!(u.num_head_channels, 16, "from hyper_parameters, not the default 32");
+    let want_vae: ssv2a::models::audioldm::vae::VaeConfig = serde_json::from_value(hp["first_stage_config"]["params"].clone()).unwrap();
+    assert_eq!(cfg.vae, want_vae, "VAE");
+    let want_voc: ssv2a::models::hifigan::Config = serde_json::from_value(g.config()["h"].clone()).unwrap();
+    assert_eq!(cfg.vocoder, want_voc, "vocoder");
+    let d = &cfg.diffusion;
+    assert_eq!((d.timesteps, d.linear_start, d.linear_end, d.channels, d.latent_f_size), (1000, 0.00085, 0.012, 4, 4));
+    assert_eq!(plan.metadata["ema"], "false");
+    let notes = &plan.metadata[audioldm::CONFIG_DEFAULTS_META];
+    assert!(notes.contains("upsample_rates") && notes.contains("resblock_dilation_sizes") && !notes.contains("num_head_channels"), "{notes}");
+    // The VAE decoder's and vocoder's tensor lists at this size are exactly the original modules'.
+    {
+        use ssv2a::convert::plan::TensorSource;
+        let src = CheckpointSource::new(&ckpt, "state_dict").unwrap();
+        let lists =
+            [("first_stage_model.", audioldm::vae::param_shapes(&cfg.vae)), ("first_stage_model.vocoder.", ssv2a::models::hifigan::param_shapes(&cfg.vocoder))];
+        for (prefix, want) in lists {
+            let mut want: Vec<(String, Vec<usize>)> = want.into_iter().map(|(k, s)| (format!("{prefix}{k}"), s)).collect();
+            want.sort();
+            let in_part = |n: &str| {
+                n.starts_with(prefix)
+                    && (prefix.ends_with("vocoder.")
+                        || !n.starts_with("first_stage_model.vocoder.")
+                            && !n.starts_with("first_stage_model.encoder.")
+                            && !n.starts_with("first_stage_model.quant_conv."))
+            };
+            let mut got: Vec<(String, Vec<usize>)> = src.names().into_iter().filter(|n| in_part(n)).map(|n| (n.clone(), src.shape(&n).unwrap())).collect();
+            got.sort();
+            assert_eq!(got, want, "{prefix}");
+        }
+    }
+    // CLAP's text tower from its shapes too (width 64: one head).
+    assert_eq!(cfg.clap_text.as_ref().map(|c| (c.hidden_size, c.num_attention_heads, c.joint_embed_shape)), Some((64, 1, 16)));
+
+    // The same tensors without hyper_parameters: the released default for the head width (and
+    // the schedule from `betas`), each listed in the pack.
+    let src = m_like_source();
+    let plan = convert_source(&src, None).unwrap();
+    let cfg: AudioLdmConfig = serde_json::from_str(&plan.config_json).unwrap();
+    assert_eq!(UnetConfig::from_json(cfg.unet.as_ref().unwrap()).unwrap().num_head_channels, 32);
+    assert_eq!((cfg.diffusion.linear_start, cfg.diffusion.linear_end), (0.00085, 0.012), "from betas");
+    let notes = &plan.metadata[audioldm::CONFIG_DEFAULTS_META];
+    assert!(notes.contains("num_head_channels = 32") && notes.contains("`betas`"), "{notes}");
+    // ... which --config overrides.
+    let given = serde_json::json!({"unet_config": {"params": {"num_head_channels": 16}}});
+    let cfg: AudioLdmConfig = serde_json::from_str(&convert_source(&src, Some(&given)).unwrap().config_json).unwrap();
+    assert_eq!(UnetConfig::from_json(cfg.unet.as_ref().unwrap()).unwrap().num_head_channels, 16);
+}
+
+#[test]
+fn m_like_checkpoint_converts_without_config_and_matches_pytorch() {
+    run(|gpu| async move {
+        let g = Golden::load("audioldm_m_like");
+        let ckpt = m_like_ckpt();
+        let (plan, src) = convert_ckpt(&ckpt, None).map_err(e)?;
+        let w = Weights::from_bytes(&gpu, plan.to_bytes(&src, false).map_err(e)?, "audioldm_m_like").map_err(e)?;
+        let ldm = AudioLdm::load(&w).map_err(e)?;
+        let rel = |what: &str, got: &[f32], want: &[f32]| -> Result<(), String> {
+            report(what, got, want);
+            let (rel, _) = common::golden::error_stats(got, want);
+            if rel > 1e-4 {
+                return Err(format!("{what}: max err / max |ref| {rel:.2e} > 1e-4"));
+            }
+            assert_close(what, got, want, ACT_TOL)
+        };
+        // UNet ε with every block's output.
+        let mut trace = vec![];
+        let eps = ldm.unet.forward(&g.upload(&gpu, "in.unet.x"), &g.get("in.unet.t").data, &g.upload(&gpu, "in.unet.film"), Some(&mut trace)).map_err(e)?;
+        compare_trace(&g, &trace, "unet.", ACT_TOL).await?;
+        rel("m-like UNet eps", &eps.to_vec().await.map_err(e)?, &g.get("out.unet.eps").data)?;
+        // VAE mel (latent / scale_factor, as decode_first_stage), then the vocoder on it.
+        let mut trace = vec![];
+        let mel = ldm.decoder.latent_to_mel(&g.upload(&gpu, "in.vae.latent"), Some(&mut trace)).map_err(e)?;
+        compare_trace(&g, &trace, "vae.", ACT_TOL).await?;
+        rel("m-like VAE mel", &mel.to_vec().await.map_err(e)?, &g.get("out.vae.mel").data)?;
+        let tail = ldm.decoder.mel_to_waveform(&mel, None).map_err(e)?;
+        rel("m-like VAE mel -> HiFi-GAN waveform", &tail.to_vec().await.map_err(e)?, &g.get("out.tail.waveform").data)?;
+        // HiFi-GAN on its own input.
+        let mut trace = vec![];
+        let wav = ldm.decoder.mel_to_waveform(&g.upload(&gpu, "in.voc.mel"), Some(&mut trace)).map_err(e)?;
+        compare_trace(&g, &trace, "voc.", ACT_TOL).await?;
+        rel("m-like HiFi-GAN waveform", &wav.to_vec().await.map_err(e)?, &g.get("out.voc.waveform").data)?;
+        // And it generates: 0.32 s = 8 latent frames (a multiple of 4 at 3 levels) → 32 mel frames.
+        let emb = Tensor::from_slice(&gpu, &g.get("in.unet.film").data[..16], [1, 16]).map_err(e)?;
+        let uncond = g.get("in.unet.film").data[16..].to_vec();
+        let out = ldm.generate(&emb, &uncond, &settings(0.32, 2, Method::Ddim { eta: 1.0 }, 3), 5, &mut |_| {}, &|| false).await.map_err(e)?;
+        assert_eq!(out.shape(), &[1, 160 * 32 + 32]);
+        assert!(out.to_vec().await.map_err(e)?.iter().all(|v| v.is_finite()));
+        Ok(())
+    });
+}
+
+/// A broken checkpoint: each error names the tensor (and the shape found); nothing converts.
+#[test]
+fn broken_m_like_checkpoints_name_the_tensor() {
+    let full = m_like_source();
+    let without = |name: &str| {
+        let mut s = MemSource { name: full.name.clone(), tensors: full.tensors.clone() };
+        assert!(s.tensors.remove(name).is_some(), "{name}");
+        s
+    };
+    let reshaped = |name: &str, shape: Vec<usize>| {
+        let mut s = MemSource { name: full.name.clone(), tensors: full.tensors.clone() };
+        let n = shape.iter().product();
+        s.tensors.insert(name.into(), HostTensor::new(shape, vec![0.0; n]).unwrap());
+        s
+    };
+    let cases: Vec<(MemSource, Option<serde_json::Value>, Vec<&str>)> = vec![
+        (without("model.diffusion_model.middle_block.1.proj_in.weight"), None, vec!["model.diffusion_model.middle_block.1.proj_in.weight", "missing"]),
+        (without("model.diffusion_model.output_blocks.4.0.skip_connection.weight"), None, vec!["output_blocks.4.0.skip_connection.weight"]),
+        (without("first_stage_model.vocoder.conv_post.weight"), None, vec!["first_stage_model.vocoder.conv_post.weight"]),
+        (without("scale_factor"), None, vec!["scale_factor"]),
+        (reshaped("first_stage_model.decoder.conv_in.weight", vec![48, 4, 3, 3]), None, vec!["first_stage_model.decoder.conv_in.weight", "[48, 4, 3, 3]"]),
+        (reshaped("first_stage_model.vocoder.ups.2.weight", vec![8, 3, 8]), None, vec!["first_stage_model.vocoder.ups.2.weight", "[8, 3, 8]"]),
+        (
+            reshaped("model.diffusion_model.input_blocks.3.0.in_layers.2.weight", vec![96, 64, 3, 3]),
+            None,
+            vec!["input_blocks.3.0.in_layers.2.weight", "[96, 64, 3, 3]"],
+        ),
+        (
+            reshaped("model.diffusion_model.input_blocks.1.0.extra.weight", vec![3]),
+            None,
+            vec!["model.diffusion_model.input_blocks.1.0.extra.weight", "not part of the UNet"],
+        ),
+        (
+            reshaped("model.diffusion_model.output_blocks.0.0.in_layers.2.weight", vec![64, 64, 3, 3]),
+            None,
+            vec!["output_blocks.0.0.in_layers.2.weight", "[64, 64, 3, 3]"],
+        ),
+        (reshaped("betas", vec![1000]), None, vec!["`betas`"]),
+        (without("cond_stage_model.model.text_projection.0.bias"), None, vec!["text_projection.0.bias"]),
+        // Stated values that the shapes contradict.
+        (
+            m_like_source(),
+            Some(serde_json::json!({"unet_config": {"params": {"model_channels": 128}}})),
+            vec!["input_blocks.0.0.weight", "[64, 4, 3, 3]", "--config", "128"],
+        ),
+        (
+            m_like_source(),
+            Some(serde_json::json!({"first_stage_config": {"params": {"ddconfig": {"ch": 128}}}})),
+            vec!["decoder.up.0.block.0.conv2.weight", "ch 128", "--config"],
+        ),
+        (m_like_source(), Some(serde_json::json!({"linear_start": 0.0015})), vec!["`betas`", "linear_start from --config"]),
+        (m_like_source(), Some(serde_json::json!({"h": {"upsample_rates": [4, 4, 2, 2]}})), vec!["ups.4.weight", "upsample_rates"]),
+    ];
+    for (src, config, want) in cases {
+        let err = match convert_source(&src, config.as_ref()) {
+            Ok(_) => panic!("converted despite {want:?}"),
+            Err(err) => err.to_string(),
+        };
+        eprintln!("{err}");
+        assert!(want.iter().all(|w| err.contains(w)) && err.contains("m_like.ckpt") && !err.contains('\n'), "expected {want:?} in: {err}");
+    }
+}

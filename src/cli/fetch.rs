@@ -36,6 +36,11 @@ pub struct FetchArgs {
     /// Convert again (and download what is missing) even if the pack is installed.
     #[arg(long)]
     force: bool,
+    /// Which AudioLDM release to install: s (audioldm-s-full-v2, the default and the one SSV2A
+    /// was published with), m (audioldm-m-full) or l (audioldm-l-full). Without model names it
+    /// replaces the default in the full set; with names it is added to them.
+    #[arg(long, value_name = "s|m|l")]
+    audioldm: Option<String>,
     /// Retries of a URL after a dropped connection or a server error (resumed where it stopped).
     #[arg(long, default_value_t = 3)]
     retries: u32,
@@ -78,18 +83,7 @@ pub fn fetch(a: FetchArgs) -> anyhow::Result<()> {
         fx.hf_endpoint = e;
     }
     fx.http.retries = a.retries;
-    let selected: Vec<&Manifest> = if a.models.is_empty() {
-        manifests.iter().collect()
-    } else {
-        let mut v = vec![];
-        for name in &a.models {
-            match manifests.iter().find(|m| &m.name == name) {
-                Some(m) => v.push(m),
-                None => bail!("unknown model `{name}` (known: {})", names(&manifests)),
-            }
-        }
-        v
-    };
+    let selected = ssv2a::fetch::select(&manifests, &a.models, a.audioldm.as_deref())?;
     let mut bars = Bars { bar: None };
     let (mut failed, mut by_hand, mut waiting) = (vec![], vec![], vec![]);
     for m in selected {
@@ -159,10 +153,6 @@ pub fn models(a: ModelsArgs) -> anyhow::Result<()> {
         println!("{:<20} {:<10} {:>9}  {:<16} {}", s.name, s.state.as_str(), size, m.licence, s.detail);
     }
     Ok(())
-}
-
-fn names(ms: &[Manifest]) -> String {
-    ms.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Progress bars on stderr (hidden when stderr is not a terminal; then one line per task).

@@ -118,6 +118,10 @@ pub struct GenerateArgs {
     /// Folder of installed packs (default: where `ssv2a fetch` installs them).
     #[arg(long)]
     models: Option<PathBuf>,
+    /// Which installed AudioLDM release generates: s (audioldm-s-full-v2, default), m
+    /// (audioldm-m-full) or l (audioldm-l-full); install it with `ssv2a fetch --audioldm …`.
+    #[arg(long, value_name = "s|m|l")]
+    audioldm: Option<String>,
     /// Detection confidence threshold (ssv2a.json: 0.25).
     #[arg(long)]
     conf: Option<f32>,
@@ -365,9 +369,24 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => ssv2a::fetch::default_models_dir()?,
     };
+    // The AudioLDM release's pack, found before any GPU work.
+    let audioldm_pack = match a.audioldm.as_deref() {
+        Some(size) => {
+            let name = ssv2a::registry::audioldm_manifest(size)?;
+            let p = dir.join(format!("{name}.safetensors"));
+            if !p.is_file() {
+                bail!("--audioldm {size}: no {} (install it with `ssv2a fetch --audioldm {size}`)", p.display());
+            }
+            Some(p)
+        }
+        None => None,
+    };
     let gpu = Gpu::new().await?;
     let mut pipe = Pipeline::new(&gpu);
     pipe.use_models_dir(&dir);
+    if let Some(p) = audioldm_pack {
+        pipe.set_pack(Model::AudioLdm, pipeline::PackSource::File(p));
+    }
     if let Some(u) = &a.uncond {
         let bytes = std::fs::read(u).with_context(|| format!("reading {}", u.display()))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{}: not a safetensors file ({e:?})", u.display()))?;

@@ -21,6 +21,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("ssv2a.toml", include_str!("../../models/ssv2a.toml")),
     ("aggregator.toml", include_str!("../../models/aggregator.toml")),
     ("audioldm-s-full-v2.toml", include_str!("../../models/audioldm-s-full-v2.toml")),
+    ("audioldm-m-full.toml", include_str!("../../models/audioldm-m-full.toml")),
+    ("audioldm-l-full.toml", include_str!("../../models/audioldm-l-full.toml")),
     ("clip-vit-l14.toml", include_str!("../../models/clip-vit-l14.toml")),
     ("yolov8x-oiv7.toml", include_str!("../../models/yolov8x-oiv7.toml")),
     ("dalle2-prior.toml", include_str!("../../models/dalle2-prior.toml")),

@@ -36,6 +36,34 @@ pub use status::{ModelStatus, State};
 use crate::registry::{convert_checkpoint, is_convertible, ConvertJob};
 use crate::{Error, Result};
 
+/// The manifests `ssv2a fetch [NAMES…] [--audioldm s|m|l]` installs, in `manifests`' order.
+/// Without names: every manifest except the AudioLDM releases not chosen
+/// ([`crate::registry::AUDIOLDM_RELEASES`]; `audioldm` None = `s`, so a plain `ssv2a fetch`
+/// installs what it always did). With names: those, plus the chosen release when `audioldm` is
+/// given. Unknown names, an unknown release, or a release without a manifest are errors.
+pub fn select<'a>(manifests: &'a [Manifest], names: &[String], audioldm: Option<&str>) -> Result<Vec<&'a Manifest>> {
+    use crate::registry::{audioldm_manifest, AUDIOLDM_RELEASES};
+    let known = || manifests.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
+    let chosen = audioldm.map(audioldm_manifest).transpose()?;
+    if let Some(c) = chosen {
+        if !manifests.iter().any(|m| m.name == c) {
+            return Err(Error::arg("--audioldm", format!("no manifest `{c}` (known: {})", known())));
+        }
+    }
+    if names.is_empty() {
+        let keep = chosen.unwrap_or(AUDIOLDM_RELEASES[0].1);
+        return Ok(manifests.iter().filter(|m| m.name == keep || !AUDIOLDM_RELEASES.iter().any(|(_, r)| *r == m.name)).collect());
+    }
+    let mut out: Vec<&Manifest> = vec![];
+    for name in names.iter().map(String::as_str).chain(chosen) {
+        let m = manifests.iter().find(|m| m.name == name).ok_or_else(|| Error::Format(format!("unknown model `{name}` (known: {})", known())))?;
+        if !out.iter().any(|o| o.name == m.name) {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 /// Progress reports. The CLI draws bars; tests and libraries can ignore them ([`Quiet`]).
 pub trait Progress {
     /// A line for the user.

@@ -77,6 +77,30 @@ impl Config {
     }
 }
 
+/// Every tensor of the generator (weight norm removed) as `(key under the vocoder, shape)`.
+pub fn param_shapes(c: &Config) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<(String, Vec<usize>)> = vec![];
+    let mut conv = |k: String, w: Vec<usize>, bias: usize| {
+        out.push((format!("{k}.weight"), w));
+        out.push((format!("{k}.bias"), vec![bias]));
+    };
+    let c0 = c.upsample_initial_channel;
+    conv("conv_pre".into(), vec![c0, c.num_mels, 7], c0);
+    for (i, &k) in c.upsample_kernel_sizes.iter().enumerate() {
+        conv(format!("ups.{i}"), vec![c0 >> i, c0 >> (i + 1), k], c0 >> (i + 1));
+        for (j, (&rk, dil)) in c.resblock_kernel_sizes.iter().zip(&c.resblock_dilation_sizes).enumerate() {
+            let ch = c0 >> (i + 1);
+            let idx = i * c.resblock_kernel_sizes.len() + j;
+            for d in 0..dil.len() {
+                conv(format!("resblocks.{idx}.convs1.{d}"), vec![ch, ch, rk], ch);
+                conv(format!("resblocks.{idx}.convs2.{d}"), vec![ch, ch, rk], ch);
+            }
+        }
+    }
+    conv("conv_post".into(), vec![1, c0 >> c.upsample_kernel_sizes.len(), 7], 1);
+    out
+}
+
 struct ResBlock1 {
     convs1: Vec<Conv1d>,
     convs2: Vec<Conv1d>,

@@ -111,6 +111,19 @@ pub const KINDS: &[Kind] = &[
     Kind { name: "prior", title: "DALLE-2 prior", model: None, manifest: "dalle2-prior", aliases: &[], stages: &["prior-net"], convert: None, complete: None },
 ];
 
+/// The AudioLDM v1 releases `--audioldm` chooses between (`ssv2a fetch`, `ssv2a generate`): the
+/// flag's value and the manifest (= pack file stem) of that release. The first is the default,
+/// [`Model::AudioLdm`]'s manifest.
+pub const AUDIOLDM_RELEASES: &[(&str, &str)] = &[("s", "audioldm-s-full-v2"), ("m", "audioldm-m-full"), ("l", "audioldm-l-full")];
+
+/// The manifest of the AudioLDM release `size` (`s`, `m` or `l`).
+pub fn audioldm_manifest(size: &str) -> Result<&'static str> {
+    AUDIOLDM_RELEASES.iter().find(|(s, _)| *s == size).map(|(_, m)| *m).ok_or_else(|| {
+        let known: Vec<String> = AUDIOLDM_RELEASES.iter().map(|(s, m)| format!("{s} ({m})")).collect();
+        Error::arg("--audioldm", format!("`{size}` is not an AudioLDM release: {}", known.join(", ")))
+    })
+}
+
 /// The kind called `name` (its pack kind or an alias).
 pub fn kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name || k.aliases.contains(&name))
@@ -180,14 +193,30 @@ impl std::fmt::Display for Model {
     }
 }
 
+/// AudioLDM: the config is read from the checkpoint ([`models::audioldm::resolve`]): tensor
+/// shapes, then `--config`, then the checkpoint's own `hyper_parameters` (a Lightning
+/// checkpoint's `LatentDiffusion` arguments, when it carries them as a plain dict), then the
+/// released defaults, listed in the pack's `config_defaults`.
 fn convert_audioldm<'a>(ckpt: &'a Checkpoint, config: Option<&serde_json::Value>) -> Result<(Plan, CheckpointSource<'a>)> {
+    use models::audioldm::resolve::{resolve, Stated};
     let root = if ckpt.get("state_dict").is_some() { "state_dict" } else { "" };
     let src = CheckpointSource::new(ckpt, root)?;
-    let cfg = match config {
-        Some(v) => models::audioldm::AudioLdmConfig::from_json(v)?,
-        None => models::audioldm::AudioLdmConfig::s_full_v2(),
-    };
-    let plan = models::audioldm::plan(&src, &cfg)?;
+    let mut stated = vec![];
+    if let Some(v) = config {
+        stated.push(Stated { origin: "--config".into(), json: v });
+    }
+    let embedded = ["hyper_parameters", "hparams"]
+        .iter()
+        .filter(|_| !root.is_empty())
+        .find_map(|k| ckpt.get(k).and_then(|v| v.to_json().ok()).filter(|j| j.is_object()).map(|j| (*k, j)));
+    if let Some((k, j)) = &embedded {
+        stated.push(Stated { origin: format!("the checkpoint's `{k}`"), json: j });
+    }
+    let resolved = resolve(&src, &stated)?;
+    let mut plan = models::audioldm::plan(&src, &resolved.config)?;
+    if !resolved.notes.is_empty() {
+        plan.metadata.insert(models::audioldm::CONFIG_DEFAULTS_META.into(), resolved.notes.join("; "));
+    }
     models::audioldm::check_complete(&plan, &src)?;
     Ok((plan, src))
 }
@@ -238,6 +267,14 @@ mod tests {
             assert_eq!(n, 1, "{m:?}");
             assert_eq!(Model::named(m.kind()).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn the_default_audioldm_release_is_the_kinds_manifest() {
+        assert_eq!(audioldm_manifest("s").unwrap(), Model::AudioLdm.manifest());
+        assert_eq!(audioldm_manifest("l").unwrap(), "audioldm-l-full");
+        let err = audioldm_manifest("xl").unwrap_err().to_string();
+        assert!(err.starts_with("--audioldm") && err.contains("`xl`") && err.contains("m (audioldm-m-full)"), "{err}");
     }
 
     #[test]

@@ -13,8 +13,12 @@ the way AudioLDM builds audioldm-s-full-v2, only smaller, and every fixture belo
                         (weights of audioldm_unet), decoded to a waveform
   audioldm_dpmsolver    diffusers DPMSolverMultistepScheduler (DPM-Solver++ 2M) on given eps
   ckpt/audioldm_tiny.ckpt   the Lightning-style checkpoint (zip torch.save of {"state_dict": ...})
+  audioldm_m_like       a second size no release has (other widths, depths, latent channels,
+                        vocoder kernels, noise schedule): UNet eps, VAE mel, HiFi-GAN waveform;
+                        weights only in ckpt/audioldm_m_like.ckpt (with hyper_parameters), which
+                        the tests convert without --config
 
-Run: /root/.venvs/ref/bin/python tests/reference/make_audioldm.py
+Run: /root/.venvs/ref/bin/python tests/reference/make_audioldm.py [m_like]   (m_like: only that one)
 """
 
 from __future__ import annotations
@@ -620,7 +624,146 @@ def verify_ckpt(path):
           f"differ by up to {(eps_train - g['out.eps']).abs().max():.3f}")
 
 
+# --------------------------------------------------------------------------------------
+# A second size that no release has ("m/l-like"), converted without any --config
+# --------------------------------------------------------------------------------------
+
+# Every width differs from both the release and the tiny model above: UNet model_channels 64 and
+# 3 levels (channel_mult of another length), attention only at the middle level, 4 latent
+# channels, num_head_channels 16 (not the default 32: it must come from the checkpoint's
+# hyper_parameters); VAE ch 32 with 3 levels of one block each (×4 upsampling);
+# HiFi-GAN 32 channels with two resblock kernels [3, 5]; a non-default noise schedule
+# (0.00085..0.012), which the converter reads from `betas` / hyper_parameters.
+M_SEED = 20261127
+M_UNET = {
+    "image_size": 64,
+    "extra_film_condition_dim": 16,
+    "extra_film_use_concat": True,
+    "in_channels": 4,
+    "out_channels": 4,
+    "model_channels": 64,
+    "attention_resolutions": [2],
+    "num_res_blocks": 1,
+    "channel_mult": [1, 1, 1],
+    "num_head_channels": 16,
+    "use_spatial_transformer": True,
+}
+M_DDCONFIG = {**DDCONFIG, "z_channels": 4, "ch": 32, "ch_mult": [1, 1, 1], "num_res_blocks": 0}
+M_FIRST_STAGE = {"target": FIRST_STAGE["target"], "params": {**FIRST_STAGE["params"], "embed_dim": 4, "ddconfig": M_DDCONFIG}}
+M_HIFIGAN = {**HIFIGAN, "upsample_initial_channel": 32, "resblock_kernel_sizes": [3, 5],
+             "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]], "num_mels": 16}
+M_LDM = {**LDM, "linear_start": 0.00085, "linear_end": 0.012, "latent_t_size": 8, "latent_f_size": 4, "channels": 4}
+M_SCALE_FACTOR = 1.2345678806304932
+# CLAP's text tower: width 64 (one 64-wide head, RoBERTa's rule, so no config is needed) and a
+# joint space as wide as the UNet's FiLM condition, so the converted pack generates end to end.
+M_CLAP = dict(vocab_size=100, hidden_size=64, num_hidden_layers=1, num_attention_heads=1,
+              intermediate_size=128, max_position_embeddings=514, type_vocab_size=1)
+
+
+def round_half(module):
+    """Round every parameter to fp16 (stored as fp16 in the checkpoint, to keep it small; the
+    reference runs in f32 on exactly those values)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.half().float())
+
+
+def make_m_like():
+    gen = torch.Generator().manual_seed(M_SEED)
+    ldm = LatentDiffusion(
+        device="cpu",
+        first_stage_config=M_FIRST_STAGE,
+        cond_stage_config={"target": "torch.nn.Identity", "params": {}},
+        scale_factor=M_SCALE_FACTOR,
+        unet_config={"target": "audioldm.latent_diffusion.openaimodel.UNetModel", "params": M_UNET},
+        base_learning_rate=5e-06,
+        use_ema=False,
+        **M_LDM,
+    )
+    voc = Generator(AttrDict(M_HIFIGAN))
+    voc.eval()
+    voc.remove_weight_norm()
+    ldm.first_stage_model.vocoder = voc
+    ldm.eval()
+    import make_clap
+    clap = make_clap.build_clap(M_CLAP, M_UNET["extra_film_condition_dim"], gen)
+    with torch.no_grad():
+        ldm.scale_factor.fill_(M_SCALE_FACTOR)
+        C.randomize(ldm.model, gen)
+        C.randomize(ldm.first_stage_model, gen)
+        quiet_post(voc, 0.5)
+        for m in (ldm, clap):
+            round_half(m)
+    n_unet = sum(p.numel() for p in ldm.model.parameters())
+    print(f"  params: unet {n_unet:,}, vae decoder {sum(p.numel() for p in ldm.first_stage_model.decoder.parameters()):,}, "
+          f"vocoder {sum(p.numel() for p in voc.parameters()):,}")
+    hparams = {**M_LDM, "base_learning_rate": 5e-06, "use_ema": False, "scale_factor": M_SCALE_FACTOR,
+               "unet_config": {"target": "audioldm.latent_diffusion.openaimodel.UNetModel", "params": M_UNET},
+               "first_stage_config": M_FIRST_STAGE,
+               "cond_stage_config": {"target": "audioldm.clap.encoders.CLAPAudioEmbeddingClassifierFreev2",
+                                     "params": {"key": "waveform", "sampling_rate": 16000, "embed_mode": "audio",
+                                                "unconditional_prob": 0.1}}}
+    fx = C.Fixture("audioldm_m_like", SCRIPT, VERSION, M_SEED,
+                   "AudioLDM at a size no release has, for `ssv2a convert` without --config: the weights are "
+                   "in ckpt/audioldm_m_like.ckpt only (a Lightning checkpoint with hyper_parameters, fp16 "
+                   "parameters, no EMA copy). unet.*: UNetModel eps (intermediates inter.unet.*); vae.*: "
+                   "decode_first_stage (inter.vae.*); voc.*: HiFi-GAN on a log-mel-like input "
+                   "(inter.voc.*); tail.*: mel_spectrogram_to_waveform of out.vae.mel.",
+                   {"hyper_parameters": hparams, "h": M_HIFIGAN, "clap_text": M_CLAP}, LIBS)
+    # UNet
+    x = torch.randn(2, M_LDM["channels"], M_LDM["latent_t_size"], M_LDM["latent_f_size"], generator=gen)
+    t = torch.tensor([996.0, 501.0])
+    y = F.normalize(torch.randn(2, M_UNET["extra_film_condition_dim"], generator=gen), dim=-1)
+    fx.input("unet.x", x)
+    fx.input("unet.t", t)
+    fx.input("unet.film", y)
+    with torch.no_grad():
+        eps = unet_forward_traced(ldm.model.diffusion_model, x, t.long(), y, lambda n, v: fx.intermediate(f"unet.{n}", v))
+        assert torch.equal(eps, ldm.apply_model(x, t.long(), y[:, None, :]))
+    fx.output("unet.eps", eps)
+    # VAE, then the vocoder on its mel (generate_sample's tail)
+    z = torch.randn(2, M_LDM["channels"], 4, M_LDM["latent_f_size"], generator=gen) * 1.3
+    fx.input("vae.latent", z)
+    with torch.no_grad():
+        mel = vae_decode_traced(ldm, z, lambda n, v: fx.intermediate(f"vae.{n}", v))
+        tail = torch.from_numpy(ldm.mel_spectrogram_to_waveform(mel)).squeeze(1)
+    fx.output("vae.mel", mel)
+    fx.output("tail.waveform", tail)
+    # HiFi-GAN alone
+    m = smooth_mel(gen, (2, 1, 20, M_HIFIGAN["num_mels"]))
+    fx.input("voc.mel", m)
+    with torch.no_grad():
+        wav = hifigan_traced(voc, m.squeeze(1).permute(0, 2, 1), lambda n, v: fx.intermediate(f"voc.{n}", v)).squeeze(1)
+    assert wav.shape[-1] == 160 * 20 + 32
+    fx.output("voc.waveform", wav)
+    print("  " + C.describe("eps", eps) + "; " + C.describe("mel", mel) + "; " + C.describe("wav", wav))
+    fx.write()
+    # The checkpoint: parameters in fp16 (buffers such as betas and scale_factor in f32).
+    sd = ldm.state_dict()
+    params = {k for k, _ in ldm.named_parameters()}
+    keep_enc = {"first_stage_model.encoder.conv_in.weight", "first_stage_model.encoder.conv_in.bias"}
+    sd = {k: (v.half() if k in params else v) for k, v in sd.items()
+          if not k.startswith("first_stage_model.encoder.") or k in keep_enc}
+    assert not any(k.startswith("model_ema.") for k in sd)
+    sd.update({k: v.half() for k, v in make_clap.text_state(clap).items()})
+    ckpt = {"epoch": 0, "global_step": 0, "pytorch-lightning_version": "1.9.0", "state_dict": sd,
+            "hyper_parameters": hparams}
+    path = C.FIXTURES / "ckpt" / "audioldm_m_like.ckpt"
+    torch.save(ckpt, str(path))
+    print(f"  wrote {path.relative_to(C.REPO)}: {path.stat().st_size:,} bytes, {len(sd)} keys")
+    # Reload as AudioLDM does; the f32 model on the stored values gives the golden.
+    back = torch.load(str(path), map_location="cpu", weights_only=True)
+    state = {k: v.float() for k, v in back["state_dict"].items() if not k.startswith("cond_stage_model.")}
+    missing, unexpected = ldm.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("first_stage_model.encoder.") for k in missing), (missing, unexpected)
+    with torch.no_grad():
+        assert torch.equal(ldm.apply_model(x, t.long(), y[:, None, :]), eps)
+
+
 def main():
+    if sys.argv[1:] == ["m_like"]:
+        print("audioldm_m_like + ckpt/audioldm_m_like.ckpt"); make_m_like()
+        return
     gen = torch.Generator().manual_seed(SEED)
     print("building tiny LatentDiffusion")
     ldm = build_ldm(gen)
@@ -636,6 +779,7 @@ def main():
     print("audioldm_ddim");         make_ddim(ldm, gen)
     print("audioldm_dpmsolver");    make_dpmsolver(gen)
     print("ckpt/audioldm_tiny.ckpt"); save_ckpt(ldm)
+    print("audioldm_m_like + ckpt/audioldm_m_like.ckpt"); make_m_like()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-//! AudioLDM-S-full-v2 as `audioldm==0.1.1` runs it for SSV2A: the latent-diffusion UNet with
+//! AudioLDM v1 (S-full-v2, which SSV2A was published with, and every other release or size) as
+//! `audioldm==0.1.1` runs it for SSV2A: the latent-diffusion UNet with
 //! FiLM conditioning ([`unet`]), DDIM and DPM-Solver++ sampling ([`sampler`]), the VAE decoder
 //! ([`vae`]) and the HiFi-GAN vocoder ([`crate::models::hifigan`]).
 //!
@@ -9,10 +10,18 @@
 //! metadata lists the `components` it has, so a pack converted from a partial state dict still
 //! loads the parts it holds.
 //!
+//! The pack's `config` metadata is the whole config in this crate's layout ([`AudioLdmConfig`]),
+//! which `ssv2a convert` reads from the checkpoint ([`resolve`]: tensor shapes, `--config`, the
+//! checkpoint's `hyper_parameters` and `betas`, release defaults, the last listed in the pack's
+//! [`CONFIG_DEFAULTS_META`]), so loading never guesses. Packs converted before `resolve` existed
+//! have the same `config` layout (the released s-full-v2 config, or `--config`'s, checked against
+//! the shapes), so they load unchanged and need no reconversion.
+//!
 //! [`AudioLdm::generate`] is SSV2A's `emb_to_audio`: CLAP-space embeddings [B, 512] → x_T from a
 //! seeded RNG → DDIM (200 steps, η = 1) or DPM-Solver++(2M) with guidance [`GUIDANCE`] on
 //! [uncond; cond] → clamp rule → VAE → HiFi-GAN → waveforms [B, samples] at 16 kHz.
 
+pub mod resolve;
 pub mod sampler;
 pub mod unet;
 pub mod vae;
@@ -33,6 +42,10 @@ use vae::{Trace, Vae, VaeConfig};
 
 /// Pack kind of AudioLDM packs.
 pub const KIND: &str = "audioldm";
+
+/// Pack metadata listing the config values a conversion took from the checkpoint's buffers or
+/// the released defaults rather than from tensor shapes or a stated config ([`resolve`]).
+pub const CONFIG_DEFAULTS_META: &str = "config_defaults";
 
 /// The noise schedule and latent geometry (LDM config keys).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -233,13 +246,25 @@ pub fn check_complete(plan: &Plan, src: &dyn TensorSource) -> Result<()> {
     let cfg: AudioLdmConfig = serde_json::from_str(&plan.config_json).map_err(|e| Error::Format(format!("{}: plan config: {e}", src.describe())))?;
     let u = cfg.unet.as_ref().ok_or_else(|| Error::Format(format!("{}: the UNet config is missing", src.describe())))?;
     let shapes: BTreeMap<&str, &[usize]> = plan.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
-    for (name, shape) in unet::param_shapes(&UnetConfig::from_json(u)?)? {
+    let want = unet::param_shapes(&UnetConfig::from_json(u)?)?;
+    for (name, shape) in &want {
         let key = format!("model.diffusion_model.{name}");
         match shapes.get(key.as_str()) {
             None => return Err(Error::missing(src.describe(), key)),
-            Some(s) if *s != shape.as_slice() => return Err(Error::TensorShape { file: src.describe(), name: key, expected: shape, got: s.to_vec() }),
+            Some(s) if *s != shape.as_slice() => return Err(Error::TensorShape { file: src.describe(), name: key, expected: shape.clone(), got: s.to_vec() }),
             Some(_) => {}
         }
+    }
+    // A tensor the config does not account for (a block the shapes-to-config reading missed,
+    // or a layer this port does not implement) is an error here, not at load time.
+    let known: BTreeSet<String> = want.into_iter().map(|(n, _)| format!("model.diffusion_model.{n}")).collect();
+    if let Some(t) = plan.tensors.iter().find(|t| t.name.starts_with("model.diffusion_model.") && !known.contains(&t.name)) {
+        return Err(Error::Format(format!(
+            "{}: `{}` (shape {:?}) is not part of the UNet the other tensors describe; this port does not implement that layer",
+            src.describe(),
+            t.name,
+            t.shape
+        )));
     }
     Ok(())
 }

@@ -47,6 +47,12 @@ fn torch_linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     (0..n).map(|i| if i < half { start + step * i as f64 } else { end - step * (n - 1 - i) as f64 }).collect()
 }
 
+/// LDM `make_beta_schedule("linear", T, start, end)`: linspace(√start, √end, T)² in f64 (what
+/// a checkpoint's `betas` buffer holds, rounded to f32).
+pub fn ldm_linear_betas(timesteps: usize, linear_start: f64, linear_end: f64) -> Vec<f64> {
+    torch_linspace(linear_start.sqrt(), linear_end.sqrt(), timesteps).into_iter().map(|s| s * s).collect()
+}
+
 impl NoiseSchedule {
     /// LDM `make_beta_schedule("linear", T, start, end)` and `np.cumprod(1 − β)`.
     pub fn ldm_linear(timesteps: usize, linear_start: f64, linear_end: f64) -> Result<NoiseSchedule> {

@@ -50,6 +50,63 @@ impl VaeConfig {
     }
 }
 
+/// Every tensor of the decoder and `post_quant_conv` as `(key under first_stage_model, shape)`:
+/// what a checkpoint of this config holds (the converter's tests build shape-only checkpoints
+/// of the released sizes from it).
+pub fn param_shapes(c: &VaeConfig) -> Vec<(String, Vec<usize>)> {
+    let d = &c.ddconfig;
+    let mut out: Vec<(String, Vec<usize>)> = vec![];
+    let mut conv = |k: String, i: usize, o: usize, ks: usize| {
+        out.push((format!("{k}.weight"), vec![o, i, ks, ks]));
+        out.push((format!("{k}.bias"), vec![o]));
+    };
+    let levels = d.ch_mult.len();
+    let mut block_in = d.ch * d.ch_mult.last().copied().unwrap_or(1);
+    conv("post_quant_conv".into(), c.embed_dim, d.z_channels, 1);
+    conv("decoder.conv_in".into(), d.z_channels, block_in, 3);
+    let mut norms = vec![];
+    let res = |conv: &mut dyn FnMut(String, usize, usize, usize), norms: &mut Vec<(String, usize)>, k: &str, i: usize, o: usize| {
+        norms.push((format!("{k}.norm1"), i));
+        conv(format!("{k}.conv1"), i, o, 3);
+        norms.push((format!("{k}.norm2"), o));
+        conv(format!("{k}.conv2"), o, o, 3);
+        if i != o {
+            conv(format!("{k}.nin_shortcut"), i, o, 1);
+        }
+    };
+    let attn = |conv: &mut dyn FnMut(String, usize, usize, usize), norms: &mut Vec<(String, usize)>, k: &str, ch: usize| {
+        norms.push((format!("{k}.norm"), ch));
+        for q in ["q", "k", "v", "proj_out"] {
+            conv(format!("{k}.{q}"), ch, ch, 1);
+        }
+    };
+    res(&mut conv, &mut norms, "decoder.mid.block_1", block_in, block_in);
+    attn(&mut conv, &mut norms, "decoder.mid.attn_1", block_in);
+    res(&mut conv, &mut norms, "decoder.mid.block_2", block_in, block_in);
+    let mut curr_res = d.resolution >> (levels - 1);
+    for level in (0..levels).rev() {
+        let block_out = d.ch * d.ch_mult[level];
+        for i in 0..=d.num_res_blocks {
+            res(&mut conv, &mut norms, &format!("decoder.up.{level}.block.{i}"), block_in, block_out);
+            block_in = block_out;
+            if d.attn_resolutions.contains(&curr_res) {
+                attn(&mut conv, &mut norms, &format!("decoder.up.{level}.attn.{i}"), block_in);
+            }
+        }
+        if level != 0 {
+            conv(format!("decoder.up.{level}.upsample.conv"), block_in, block_in, 3);
+            curr_res *= 2;
+        }
+    }
+    norms.push(("decoder.norm_out".into(), block_in));
+    conv("decoder.conv_out".into(), block_in, d.out_ch, 3);
+    for (k, ch) in norms {
+        out.push((format!("{k}.weight"), vec![ch]));
+        out.push((format!("{k}.bias"), vec![ch]));
+    }
+    out
+}
+
 /// taming `ResnetBlock` without time embedding.
 struct ResnetBlock {
     norm1: GroupNorm,
@@ -142,8 +199,11 @@ impl Vae {
     /// Load from `w` scoped at the checkpoint root (`first_stage_model.*` keys).
     pub fn load(w: &Weights, config: &VaeConfig) -> Result<Vae> {
         let d = &config.ddconfig;
-        if d.ch_mult.is_empty() || !d.ch.is_multiple_of(GN_GROUPS) {
-            return Err(Error::Format(format!("VAE config: ch {} must be a multiple of 32 and ch_mult non-empty", d.ch)));
+        if d.ch_mult.is_empty() || d.ch_mult.iter().any(|&m| m == 0 || !(m * d.ch).is_multiple_of(GN_GROUPS)) {
+            return Err(Error::Format(format!(
+                "VAE config: ch {} × ch_mult {:?}: every level's width must be a non-zero multiple of {GN_GROUPS}",
+                d.ch, d.ch_mult
+            )));
         }
         let fs = w.sub("first_stage_model");
         let dec = fs.sub("decoder");
