@@ -42,7 +42,12 @@ pub async fn gather_tensor(gpu: &Gpu) -> R {
         if y.shape() != want_shape.as_slice() {
             return Err(format!("tensor gather_rows {shape:?}: shape {:?}, want {want_shape:?}", y.shape()));
         }
-        assert_close(&format!("tensor gather_rows {shape:?} × {n_ids}"), &y.to_vec().await.map_err(e)?, &er::gather_rows(&x, dim, &ids), Tol { abs: 0.0, rel: 0.0 })?;
+        assert_close(
+            &format!("tensor gather_rows {shape:?} × {n_ids}"),
+            &y.to_vec().await.map_err(e)?,
+            &er::gather_rows(&x, dim, &ids),
+            Tol { abs: 0.0, rel: 0.0 },
+        )?;
         if t.gather_rows(&[rows as u32]).is_ok() {
             return Err("tensor gather_rows accepted an out-of-range id".into());
         }
