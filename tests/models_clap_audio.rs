@@ -231,3 +231,26 @@ fn pack_without_the_audio_tower_is_a_clear_error() {
         Ok(())
     });
 }
+
+/// The demo's random AudioLDM pack carries a random audio tower (real front end and geometry,
+/// reduced widths): a waveform embeds to a finite unit vector of the demo's CLAP width.
+#[test]
+fn demo_pack_has_a_random_audio_tower() {
+    run(|gpu| async move {
+        use ssv2a::pipeline::{demo, Model};
+        let packs = demo::packs(&gpu, demo::WEIGHTS_SEED, false).map_err(e)?;
+        let w = &packs[&Model::AudioLdm];
+        assert!(clap::has_audio(w));
+        let model = clap::load_audio(w).map_err(e)?;
+        assert_eq!(model.config, demo::demo_audio_config());
+        let sine: Vec<f32> = (0..100_000).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+        let out = model.embed_waves(&[&sine, &wave(500_000)], &[0, 7]).map_err(e)?;
+        assert_eq!(out.shape(), [2, demo::DEMO_DIM]);
+        let v = out.to_vec().await.map_err(e)?;
+        for row in v.chunks(demo::DEMO_DIM) {
+            let n: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!(row.iter().all(|x| x.is_finite()) && (n - 1.0).abs() < 1e-4, "{row:?}");
+        }
+        Ok(())
+    });
+}
