@@ -168,7 +168,7 @@ impl AudioConfig {
     }
     /// Token grid side of stage `s`.
     pub fn grid(&self, s: usize) -> usize {
-        self.spec_size / self.stride().max(1) >> s
+        (self.spec_size / self.stride().max(1)) >> s
     }
     /// Width of stage `s`.
     pub fn dim(&self, s: usize) -> usize {
@@ -274,7 +274,7 @@ pub fn config_from_source(src: &dyn TensorSource, prefix: &str, given: Option<&A
         let table = format!("{ab}.layers.{s}.blocks.0.attn.relative_position_bias_table");
         let rows = dim(src, &table, 0)?;
         let side = (rows as f64).sqrt().round() as usize;
-        if side * side != rows || side % 2 == 0 {
+        if side * side != rows || side.is_multiple_of(2) {
             return Err(Error::Format(format!("{}: `{table}` has {rows} rows, not (2·window − 1)²", src.describe())));
         }
         c.depths.push(depth);
