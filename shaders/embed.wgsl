@@ -1,7 +1,9 @@
-// Family `embed`: row gather from a weight table (token and position embeddings).
+// Family `embed`: row gather from a weight table (token and position embeddings) or from an
+// f32 activation tensor (token permutations: Swin windows, shifts, patch merging).
 //
 // Bindings: 0 table: array<u32> (read; a `Weight` [rows, dim]: fp16 pairs or f32 bits, rows
-//           padded to `row_stride` values), 1 ids: array<f32> (read; row indices as f32, exact
+//           padded to `row_stride` values; or a `Tensor`'s f32 bits with W_F16 false and
+//           row_stride = dim), 1 ids: array<f32> (read; row indices as f32, exact
 //           up to 2^24), 2 y: array<f32> (write), 3 p: EmbedParams (uniform).
 // Params:   n = number of ids; dim; row_stride (values per stored row); rows (ids are clamped to
 //           [0, rows − 1]: callers validate ids on the CPU, the clamp only keeps reads in bounds).

@@ -6,8 +6,8 @@
 //           over x/y/z (device.rs `Grid::linear`).
 // Entries:  gelu (exact, erf), gelu_tanh, quick_gelu (x·σ(1.702x)), silu, sigmoid, tanh_op, relu,
 //           leaky_relu (slope alpha), elu (alpha), exp_op, affine (x·alpha + beta), fill (alpha; x unused),
-//           sqrt_op, square, abs_op, clamp_op (to [alpha, beta]); (`_op` where the name is a WGSL
-//           builtin)
+//           sqrt_op, square, abs_op, clamp_op (to [alpha, beta]), log_floor (ln(max(x, alpha)));
+//           (`_op` where the name is a WGSL builtin)
 //           gated (x is [rows, 2·cols], y is [rows, cols]): geglu = x[:, :c]·gelu(x[:, c:]),
 //           swiglu = x[:, :c]·silu(x[:, c:]).
 // Numerics: the shared activations block (shaders/shared/activations.wgsl).
@@ -196,6 +196,12 @@ fn abs_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 fn clamp_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, nwg, lid);
     if (i < p.n) { y[i] = clamp(x[i], p.alpha, p.beta); }
+}
+
+@compute @workgroup_size(256)
+fn log_floor(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if (i < p.n) { y[i] = log(max(x[i], p.alpha)); }
 }
 
 @compute @workgroup_size(256)

@@ -169,6 +169,45 @@ fn stage_clap_text_follows_the_contract() {
     assert!(!out.exists());
 }
 
+/// `stage clap-audio` per ../shared/spec/interfaces.md: `waveform` [B, 480000] at 48 kHz →
+/// `audio_embeds` [B, joint] before normalisation, on a pack converted from the `clap_audio`
+/// golden; a waveform that is not a fitted clip is one clear error.
+#[test]
+fn stage_clap_audio_follows_the_contract() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = tmpdir("clap-audio");
+    let g = Golden::load("clap_audio");
+    let src = g.state();
+    let cfg = ssv2a::models::audioldm::AudioLdmConfig::from_json(&g.config()).unwrap();
+    let pack = dir.join("clap-audio.safetensors");
+    std::fs::write(&pack, ssv2a::models::audioldm::plan(&src, &cfg).unwrap().to_bytes(&src, false).unwrap()).unwrap();
+    // Item 0 of the golden batch: the short waveform, repeat-padded.
+    let clip = ssv2a::models::clap::frontend::fit_clip(&g.get("in.short").data, 480000, 0, "short").unwrap();
+    let input = dir.join("in.safetensors");
+    write_inputs(&input, &[("waveform", &ssv2a::HostTensor::new([1, 480000], clip).unwrap())]);
+    let out = dir.join("out.safetensors");
+    let (ok, _, err) = run(bin().args(["stage", "clap-audio", "--weights"]).arg(&pack).arg("--input").arg(&input).arg("--output").arg(&out));
+    assert!(ok, "{err}");
+    let emb = read_output(&out, "audio_embeds");
+    let want = g.get("out.audio_embeds");
+    assert_eq!(emb.shape, [1, want.shape[1]]);
+    common::assert_close("stage clap-audio", &emb.data, &want.data[..want.shape[1]], common::Tol { abs: 1e-6, rel: 1e-4 }).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    write_inputs(&input, &[("waveform", &ssv2a::HostTensor::new([1, 16000], vec![0.0; 16000]).unwrap())]);
+    let (ok, _, err) = run(bin().args(["stage", "clap-audio", "--weights"]).arg(&pack).arg("--input").arg(&input).arg("--output").arg(&out));
+    assert!(!ok && err.contains("[1, 16000]") && err.contains("[B, 480000]"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(!out.exists());
+    // A pack without the audio tower says so.
+    let tiny = convert_tiny(&dir, "f16");
+    write_inputs(&input, &[("waveform", &ssv2a::HostTensor::new([1, 480000], vec![0.0; 480000]).unwrap())]);
+    let (ok, _, err) = run(bin().args(["stage", "clap-audio", "--weights"]).arg(&tiny).arg("--input").arg(&input).arg("--output").arg(&out));
+    assert!(!ok && err.contains("no CLAP audio tower") && err.contains("tiny-f16.safetensors"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_inputs_give_one_clear_line_and_no_output() {
     let dir = tmpdir("bad");

@@ -48,6 +48,11 @@ fn gather_rows_matches_table() {
 }
 
 #[test]
+fn tensor_gather_rows_matches_reference() {
+    run(|g| async move { cases::embed::gather_tensor(&g).await });
+}
+
+#[test]
 fn weights_round_trip_and_strictness() {
     run(|g| async move { cases::weights::round_trip(&g).await });
 }

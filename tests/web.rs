@@ -36,6 +36,7 @@ web_case!(group_norm_in_browser, cases::norm::group_norm);
 web_case!(copy_in_browser, cases::copy::copy_all);
 web_case!(max_pool_in_browser, cases::pool::max_pool);
 web_case!(gather_in_browser, cases::embed::gather);
+web_case!(tensor_gather_in_browser, cases::embed::gather_tensor);
 web_case!(weights_in_browser, cases::weights::round_trip);
 web_case!(matmul_linear_shapes_in_browser, cases::matmul::linear_shapes);
 web_case!(matmul_linear_acts_in_browser, cases::matmul::linear_acts);

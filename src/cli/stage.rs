@@ -166,7 +166,25 @@ fn prepare(a: &Args, gpu: &Gpu, w: &Weights) -> anyhow::Result<StageFn> {
                 Ok(vec![("text_embeds".into(), model.forward(&tokens, None)?)])
             })
         }
-        "clip-text" | "clap-audio" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
+        "clap-audio" => {
+            let model = ssv2a::models::clap::load_audio(w)?;
+            Box::new(move |inputs: &Inputs| {
+                let wave = input(inputs, "waveform", &path)?;
+                let want = model.config.clip_samples;
+                if wave.shape.len() != 2 || wave.shape[1] != want || wave.shape[0] == 0 {
+                    bail!(
+                        "{}: `waveform` is {:?}, expected [B, {want}] ({} s clips at {} Hz, already fitted: longer audio cropped, shorter repeat-padded)",
+                        path.display(),
+                        wave.shape,
+                        want as f64 / model.config.sample_rate as f64,
+                        model.config.sample_rate
+                    );
+                }
+                let x = Tensor::upload(&gpu, wave)?;
+                Ok(vec![("audio_embeds".into(), model.forward(&x, None)?)])
+            })
+        }
+        "clip-text" | "prior-net" => bail!("stage `{}` is not implemented yet in this version of ssv2a", a.stage),
         other => bail!("unknown stage `{other}`"),
     })
 }

@@ -70,6 +70,14 @@ impl Tensor {
     pub fn clamp(&self, lo: f32, hi: f32) -> Result<Tensor> {
         self.unary(e::CLAMP_OP, lo, hi)
     }
+    /// Natural log of `max(x, floor)` (e.g. a power spectrum's `log(clamp(x, min=amin))`).
+    /// `floor` must be positive. x: [..] -> [..]
+    pub fn log_floor(&self, floor: f32) -> Result<Tensor> {
+        if !(floor > 0.0 && floor.is_finite()) {
+            return Err(Error::arg("log_floor", format!("floor {floor}: must be a positive finite number")));
+        }
+        self.unary(e::LOG_FLOOR, floor, 0.0)
+    }
     /// `x·a + b`.
     pub fn affine(&self, a: f32, b: f32) -> Result<Tensor> {
         self.unary(e::AFFINE, a, b)
@@ -112,6 +120,11 @@ impl Tensor {
 
 /// CPU references in f64.
 pub mod reference {
+    /// `ln(max(x, floor))`.
+    pub fn log_floor(x: f64, floor: f64) -> f64 {
+        x.max(floor).ln()
+    }
+
     /// erf to ~1e-15: Taylor series below 3, continued fraction for erfc above.
     pub fn erf(x: f64) -> f64 {
         let a = x.abs();

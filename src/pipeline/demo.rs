@@ -80,7 +80,8 @@ pub fn audioldm_config() -> Result<audioldm::AudioLdmConfig> {
             "num_res_blocks": 1, "channel_mult": [1, 2], "num_head_channels": 16, "use_spatial_transformer": true,
             "transformer_depth": 1}},
         "ldm": {"linear_start": 0.0015, "linear_end": 0.0195, "timesteps": 1000, "channels": 8, "latent_f_size": 16},
-        "clap_text": demo_text_config()
+        "clap_text": demo_text_config(),
+        "clap_audio": demo_audio_config()
     });
     audioldm::AudioLdmConfig::from_json(&v)
 }
@@ -108,6 +109,20 @@ pub fn demo_text_config() -> clap::TextConfig {
         type_vocab_size: 1,
         joint_embed_shape: DEMO_DIM,
         ..clap::TextConfig::default()
+    }
+}
+
+/// The demo AudioLDM pack's CLAP audio tower: HTSAT's real front end and geometry (48 kHz,
+/// 10 s clips, 64 mel bins, a 256×256 image, 4×4 patches, windows of 8) at 16 wide, two blocks
+/// per stage, so ranking and audio sources run on random weights.
+pub fn demo_audio_config() -> clap::AudioConfig {
+    clap::AudioConfig {
+        embed_dim: 16,
+        depths: vec![2, 2, 2, 2],
+        num_heads: vec![2, 2, 4, 8],
+        mlp_hidden: vec![64, 128, 256, 512],
+        joint_embed_shape: DEMO_DIM,
+        ..clap::AudioConfig::htsat_tiny()
     }
 }
 
@@ -141,7 +156,8 @@ pub fn packs_of(gpu: &Gpu, seed: u64, record: bool, size: Size) -> Result<BTreeM
         Weights::random_with(gpu, kind, &cfg, seed.wrapping_add(k), true, fixed, extra, record)
     };
     let (ccfg, scfg, acfg, lcfg) = if full {
-        (clip::Config::vit_l14(), Ssv2aConfig::official(), AggregatorConfig::official(), audioldm::AudioLdmConfig::s_full_v2())
+        let lcfg = audioldm::AudioLdmConfig { clap_audio: Some(clap::AudioConfig::htsat_tiny()), ..audioldm::AudioLdmConfig::s_full_v2() };
+        (clip::Config::vit_l14(), Ssv2aConfig::official(), AggregatorConfig::official(), lcfg)
     } else {
         (clip_config(), ssv2a_config(), aggregator_config(), audioldm_config()?)
     };
@@ -157,11 +173,11 @@ pub fn packs_of(gpu: &Gpu, seed: u64, record: bool, size: Size) -> Result<BTreeM
         let norm = uncond.iter().map(|v| v * v).sum::<f32>().sqrt();
         uncond.iter_mut().for_each(|v| *v /= norm);
         fixed.insert(UNCOND_TENSOR.to_string(), HostTensor::new([dim], uncond)?);
-        "unet,vae,vocoder".to_string()
+        format!("unet,vae,vocoder,{}", clap::AUDIO_COMPONENT)
     } else {
         // The demo's comes from its random CLAP text tower, as a converted pack's does (the
         // pipeline computes it when the model loads; `write_packs` stores it).
-        format!("unet,vae,vocoder,{}", clap::TEXT_COMPONENT)
+        format!("unet,vae,vocoder,{},{}", clap::TEXT_COMPONENT, clap::AUDIO_COMPONENT)
     };
     let mut extra = BTreeMap::from([("components".to_string(), components), ("ema".to_string(), "false".to_string())]);
     if !full {
@@ -215,6 +231,7 @@ pub fn write_packs(gpu: &Gpu, seed: u64, dir: &std::path::Path) -> Result<Vec<st
                 audioldm::AudioLdm::load(w)?;
                 clap::load_text(w)?;
                 clap::load_tokenizer(w)?;
+                clap::load_audio(w)?;
                 // The fixed tensors are only recorded when asked for.
                 w.host("scale_factor", &[])?;
                 with_uncond_embedding(gpu, w.random_to_pack()?, w.source())?

@@ -157,8 +157,10 @@ class Fixture:
     """Collects tensors in insertion order and writes one safetensors file."""
 
     def __init__(self, name: str, script: str, script_version: str, seed: int, description: str,
-                 config: dict, libs: tuple = (), extra_meta: dict | None = None):
+                 config: dict, libs: tuple = (), extra_meta: dict | None = None,
+                 max_bytes: int = MAX_FIXTURE_BYTES):
         self.name = name
+        self.max_bytes = max_bytes
         self.tensors: "OrderedDict[str, torch.Tensor]" = OrderedDict()
         self.inter: list[str] = []
         self.meta = {
@@ -203,8 +205,8 @@ class Fixture:
         path = FIXTURES / f"{self.name}.safetensors"
         write_safetensors(path, self.tensors, self.meta)
         size = path.stat().st_size
-        if size > MAX_FIXTURE_BYTES:
-            raise SystemExit(f"{path.name} is {size} bytes, over the {MAX_FIXTURE_BYTES} byte budget")
+        if size > self.max_bytes:
+            raise SystemExit(f"{path.name} is {size} bytes, over the {self.max_bytes} byte budget")
         n = sum(t.numel() for t in self.tensors.values())
         print(f"  wrote {path.relative_to(REPO)}: {size:,} bytes, {len(self.tensors)} tensors, {n:,} values")
         return size

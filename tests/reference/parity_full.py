@@ -23,7 +23,11 @@ The binary defaults to $SSV2A_BIN, then target/release/ssv2a, then `ssv2a` on PA
 AudioLDM checkpoint (UNet + EMA copy + VAE + HiFi-GAN, no CLAP) is ≈1.9 GB on disk and in RAM.
 The AudioLDM checkpoint written here has no cond_stage_model.* (CLAP) keys; `--models clap`
 writes the CLAP text side (roberta-base size) as a checkpoint of its own and checks the
-`clap-text` stage and the pack's `uncond_embedding` (computed by `convert` on the GPU).
+`clap-text` stage and the pack's `uncond_embedding` (computed by `convert` on the GPU), then the
+audio side (HTSAT-tiny as `create_htsat_model` builds it, 512-d projection, every tensor of the
+original state dict including the STFT basis, relative position indices, shift masks, tscam and
+head) as another checkpoint, and checks the `clap-audio` stage on a batch of three 10 s clips
+(`--models clap-text` or `clap-audio` runs one side).
 """
 
 from __future__ import annotations
@@ -235,6 +239,25 @@ def audioldm(r, gen):
 
 # ------------------------------------------------------------------------------ CLAP text
 
+def clap_checkpoint(r, name, clap_sd):
+    """`ssv2a convert --kind audioldm` takes complete checkpoints only (UNet, VAE, vocoder): the
+    CLAP tensors `clap_sd` are saved with the tiny AudioLDM parts of tests/fixtures/ckpt/
+    audioldm_tiny.ckpt (its own CLAP keys dropped) and its config without `clap_text` (the CLAP
+    sizes come from the shapes). Returns (checkpoint, config) paths."""
+    ckpt = r.work / name
+    cfg = r.work / (name + ".json")
+    if not ckpt.exists() or r.a.rebuild:
+        tiny = torch.load(str(C.FIXTURES / "ckpt" / "audioldm_tiny.ckpt"), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in tiny["state_dict"].items() if not k.startswith("cond_stage_model.")}
+        state.update(clap_sd)
+        torch.save({"state_dict": state}, str(ckpt))
+    v = json.loads((C.FIXTURES / "ckpt" / "audioldm_tiny.json").read_text())
+    v.pop("clap_text", None)
+    cfg.write_text(json.dumps(v))
+    print(f"  saved {ckpt} ({ckpt.stat().st_size / 1e9:.2f} GB, with the tiny AudioLDM parts)")
+    return ckpt, cfg
+
+
 def clap_text(r, gen):
     """AudioLDM's CLAP text side at roberta-base size (make_clap.build_clap: audioldm 0.1.1's CLAP
     constructor with a RobertaModel(roberta-base config, eps 1e-5) instead of from_pretrained),
@@ -245,11 +268,8 @@ def clap_text(r, gen):
                  intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1)
     print("  building CLAP (roberta-base text tower, 512-d projection)")
     model = M.build_clap(sizes, 512, gen)
-    ckpt = r.work / "audioldm-clap-text-random.ckpt"
-    if not ckpt.exists() or r.a.rebuild:
-        torch.save({"state_dict": M.text_state(model)}, str(ckpt))
-    print(f"  saved {ckpt} ({ckpt.stat().st_size / 1e9:.2f} GB)")
-    pk = packs(r, "audioldm", ckpt)
+    ckpt, cfg = clap_checkpoint(r, "audioldm-clap-text-random.ckpt", M.text_state(model))
+    pk = packs(r, "audioldm", ckpt, cfg)
     ids = torch.ones(2, 77, dtype=torch.long)
     mask = torch.zeros(2, 77, dtype=torch.long)
     for i, n in enumerate((77, 12)):
@@ -273,6 +293,31 @@ def clap_text(r, gen):
         m = compare(got, uncond)
         r.rows.append(("clap", "uncond (pack)", dtype, {"uncond": m}, t_torch, float("nan")))
         print(f"    uncond_embedding [{dtype} pack]: " + fmt(m))
+
+
+# ------------------------------------------------------------------------------ CLAP audio
+
+def clap_audio(r, gen):
+    """AudioLDM's CLAP audio side at HTSAT-tiny size (make_clap_audio.build_audio_clap: audioldm
+    0.1.1's CLAP constructor, its own create_htsat_model), random weights, saved as an AudioLDM
+    checkpoint holding only cond_stage_model.model.audio_* (the full original state dict of that
+    side); `clap-audio` on make_clap_audio's three fitted waveforms (repeat-padded, exact, cropped)."""
+    import make_clap_audio as MA
+    print("  building CLAP (HTSAT-tiny audio tower, 512-d projection)")
+    model = MA.build_audio_clap(None, 512, gen)
+    ckpt, cfg = clap_checkpoint(r, "audioldm-clap-audio-random.ckpt", MA.audio_state(model, fixed=True))
+    pk = packs(r, "audioldm", ckpt, cfg)
+    _, batch, _ = MA.inputs()
+    for b in (1, 3):
+        wave = batch[:b].contiguous()
+        data = {"waveform": wave, "longer": torch.zeros(b, 1, dtype=torch.bool)}
+
+        def fn(data=data):
+            return model.audio_projection(model.encode_audio(data, device="cpu")["embedding"])
+
+        with torch.no_grad():
+            emb = fn()
+        r.stage(f"clap B={b}", "clap-audio", "audioldm", pk, {"waveform": wave}, {"audio_embeds": emb}, fn)
 
 
 # ------------------------------------------------------------------------------ CLIP
@@ -509,7 +554,8 @@ def main():
     for name in a.models.split(","):
         gen = torch.Generator().manual_seed(SEED)
         print(f"\n== {name} ==")
-        {"audioldm": audioldm, "clap": clap_text, "clip": clip_real, "ssv2a": ssv2a_real, "yolo": yolo_real}[name](r, gen)
+        {"audioldm": audioldm, "clap": lambda r, g: (clap_text(r, g), clap_audio(r, g)), "clap-text": clap_text,
+         "clap-audio": clap_audio, "clip": clip_real, "ssv2a": ssv2a_real, "yolo": yolo_real}[name](r, gen)
     r.summary()
 
 

@@ -1,8 +1,10 @@
 //! `ssv2a bench …`: benchmarks on the current adapter, each next to a baseline run in the same
 //! process (kernels: tiled vs naive; UNet: profile and split-K/pass layouts; SSV2A: Box–Muller
-//! and collapsed sampling; YOLO: without and with TTA; JPEG: the `image` crate's decoder). The
+//! and collapsed sampling; YOLO: without and with TTA; JPEG: the `image` crate's decoder; CLAP:
+//! PyTorch CPU through tests/reference/bench_clap.py). The
 //! library side lives in `ssv2a::bench`; figures go to tests/reference/RESULTS.md.
 
+mod clap_towers;
 mod heads;
 
 use clap::Subcommand;
@@ -47,6 +49,9 @@ pub enum BenchWhat {
     /// The CLIP ViT-L/14 vision tower (batch 1 and 17) and a full 65 × 64 Cycle Mix, with
     /// random weights at the real sizes.
     Ssv2a(heads::Args),
+    /// CLAP's text tower (roberta-base, 512 tokens) and audio tower (HTSAT-tiny, 10 s clips,
+    /// batch 1 and 3) with random weights at the released sizes.
+    Clap(clap_towers::Args),
     /// YOLO forward time without and with TTA on random pixels.
     Yolo {
         /// A yolo pack (default: random yolov8x-oiv7 weights generated in memory).
@@ -82,6 +87,7 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
             bench_unet(batch, frames, &dtype, reps, profile, split_passes, split_k_target).await
         }
         BenchWhat::Ssv2a(a) => heads::run(a).await,
+        BenchWhat::Clap(a) => clap_towers::run(a).await,
         BenchWhat::Yolo { weights, size, reps, profile } => super::detect::bench(weights.as_deref(), size, reps, profile).await,
         BenchWhat::Jpeg { file, reps } => bench_jpeg(file.as_deref(), reps),
     }

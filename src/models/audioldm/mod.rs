@@ -80,6 +80,11 @@ pub struct AudioLdmConfig {
     /// completes it from the tensor shapes ([`crate::models::clap::text::config_from_source`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clap_text: Option<crate::models::clap::TextConfig>,
+    /// CLAP's audio tower (`cond_stage_model.model.audio_*`), when the pack has one. In a
+    /// `--config` file a partial object (e.g. `spec_size`, `hop_size`); the converter completes
+    /// it from the tensor shapes ([`crate::models::clap::audio::config_from_source`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clap_audio: Option<crate::models::clap::AudioConfig>,
 }
 
 impl AudioLdmConfig {
@@ -96,6 +101,7 @@ impl AudioLdmConfig {
                 "num_head_channels": 32, "use_spatial_transformer": true, "transformer_depth": 1
             })),
             clap_text: None,
+            clap_audio: None,
         }
     }
 
@@ -118,6 +124,9 @@ impl AudioLdmConfig {
         }
         if let Some(t) = root.get("clap_text").or_else(|| v.get("clap_text")) {
             cfg.clap_text = Some(serde_json::from_value(t.clone()).map_err(|e| Error::Format(format!("clap_text config: {e}")))?);
+        }
+        if let Some(t) = root.get("clap_audio").or_else(|| v.get("clap_audio")) {
+            cfg.clap_audio = Some(serde_json::from_value(t.clone()).map_err(|e| Error::Format(format!("clap_audio config: {e}")))?);
         }
         let ldm = root.get("ldm").unwrap_or(root);
         let num = |k: &str| ldm.get(k).and_then(|x| x.as_f64());
@@ -157,7 +166,8 @@ pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
         Ok(t) => (t, None),
         Err(e) => (None, Some(e)),
     };
-    let cfg = &AudioLdmConfig { clap_text: text.clone(), ..cfg.clone() };
+    let audio = clap::audio::config_from_source(src, clap::PREFIX, cfg.clap_audio.as_ref())?;
+    let cfg = &AudioLdmConfig { clap_text: text.clone(), clap_audio: audio.clone(), ..cfg.clone() };
     let mut plan = Plan::new(KIND, serde_json::to_string(cfg).map_err(|e| Error::Format(e.to_string()))?);
     let mut components = vec![];
     // VAE decoder + post_quant_conv.
@@ -213,6 +223,10 @@ pub fn plan(src: &dyn TensorSource, cfg: &AudioLdmConfig) -> Result<Plan> {
     if let Some(c) = &text {
         clap::text::plan(&mut plan, src, clap::PREFIX, c)?;
         components.push(clap::TEXT_COMPONENT);
+    }
+    if let Some(c) = &audio {
+        clap::audio::plan(&mut plan, src, clap::PREFIX, c)?;
+        components.push(clap::AUDIO_COMPONENT);
     }
     if components.is_empty() && text_err.is_none() {
         return Err(Error::Format(format!("{}: no AudioLDM weights found (expected model.diffusion_model.*, first_stage_model.* keys)", src.describe())));

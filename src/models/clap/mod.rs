@@ -1,6 +1,9 @@
 //! CLAP as AudioLDM carries it (`cond_stage_model.model.*` of an AudioLDM checkpoint; see
-//! ../shared/spec/models.md §4): for now the text tower ([`text`]), which gives classifier-free
-//! guidance its unconditional embedding, the L2-normalised text embedding of `""`.
+//! ../shared/spec/models.md §4): the text tower ([`text`]), which gives classifier-free
+//! guidance its unconditional embedding, the L2-normalised text embedding of `""`, and the
+//! audio tower ([`audio`]: HTSAT on 48 kHz waveforms, with its front end in [`frontend`] and
+//! Swin token bookkeeping in [`swin`]), for re-ranking AudioLDM's candidates and audio prompts.
+//! [`load_audio`] loads it from an AudioLDM pack; packs converted before it have none and say so.
 //!
 //! The AudioLDM converter packs the text tower under its original names and stores that
 //! embedding as [`UNCOND_TENSOR`] ([`add_uncond_embedding`]); packs made before it have no
@@ -16,8 +19,12 @@
 //! malformed file fails the conversion; a pack without them still runs every image mode, and
 //! text-to-audio says how to add them ([`load_tokenizer`]).
 
+pub mod audio;
+pub mod frontend;
+pub mod swin;
 pub mod text;
 
+pub use audio::{AudioConfig, ClapAudio};
 pub use text::{ClapText, TextConfig, TextTokens};
 
 use crate::convert::plan::{Plan, Recipe, TensorSource};
@@ -31,6 +38,9 @@ pub const PREFIX: &str = "cond_stage_model.model";
 
 /// The AudioLDM pack component name of the text tower.
 pub const TEXT_COMPONENT: &str = "clap_text";
+
+/// The AudioLDM pack component name of the audio tower.
+pub const AUDIO_COMPONENT: &str = "clap_audio";
 
 /// Name of the stored unconditional embedding in an AudioLDM pack ([joint_embed_shape], unit
 /// norm, f32).
@@ -85,6 +95,28 @@ pub fn load_text(w: &Weights) -> Result<ClapText> {
         )));
     };
     ClapText::load(&w.sub(PREFIX), c)
+}
+
+/// Whether an AudioLDM pack holds the CLAP audio tower.
+pub fn has_audio(w: &Weights) -> bool {
+    audioldm::has_component(w, AUDIO_COMPONENT)
+}
+
+/// Load the audio tower of an AudioLDM pack (its config is the pack config's `clap_audio`).
+/// A pack without it (converted before the audio tower was packed, or from a checkpoint
+/// without `cond_stage_model.model.audio_branch.*`) is an error naming the pack and the first
+/// missing tensor.
+pub fn load_audio(w: &Weights) -> Result<ClapAudio> {
+    let cfg = audioldm::pack_config(w)?;
+    let (true, Some(c)) = (has_audio(w), cfg.clap_audio.as_ref()) else {
+        return Err(Error::Format(format!(
+            "{}: this AudioLDM pack has no CLAP audio tower (no `{PREFIX}.audio_branch.patch_embed.proj.weight`; components: {}); \
+             convert the checkpoint again with this version of `ssv2a convert --kind audioldm`",
+            w.source(),
+            w.meta("components").unwrap_or("none")
+        )));
+    };
+    ClapAudio::load(&w.sub(PREFIX), c)
 }
 
 /// The unconditional embedding computed from an AudioLDM pack's text tower, or `None` when

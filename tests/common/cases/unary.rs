@@ -40,6 +40,21 @@ pub async fn unary_all(gpu: &Gpu) -> R {
         let ta = Tensor::from_slice(gpu, &ax, shape.to_vec()).map_err(e)?;
         let want: Vec<f32> = ax.iter().map(|v| (*v as f64).sqrt() as f32).collect();
         assert_close(&format!("sqrt {shape:?}"), &ta.sqrt().map_err(e)?.to_vec().await.map_err(e)?, &want, ELEMENTWISE)?;
+        // log_floor on x² (a power spectrum), some values under the floor.
+        let floor = 1e-3f32;
+        let sq: Vec<f32> = x.iter().map(|v| v * v).collect();
+        let ts = Tensor::from_slice(gpu, &sq, shape.to_vec()).map_err(e)?;
+        let want: Vec<f32> = sq.iter().map(|&v| ur::log_floor(v as f64, floor as f64) as f32).collect();
+        // WGSL log: absolute error ≤ 2^-21 near 1, a few ulp elsewhere.
+        assert_close(&format!("log_floor {shape:?}"), &ts.log_floor(floor).map_err(e)?.to_vec().await.map_err(e)?, &want, Tol { abs: 1e-6, rel: 4e-6 })?;
+    }
+    // log_floor: tiny, zero and huge inputs stay finite; a non-positive floor is refused.
+    let x = [0.0f32, -1.0, 1e-30, 1e-10, 1.0, 3.0e38];
+    let t = Tensor::from_slice(gpu, &x, [6]).map_err(e)?;
+    let want: Vec<f32> = x.iter().map(|&v| ur::log_floor(v as f64, 1e-10) as f32).collect();
+    assert_close("log_floor(extreme)", &t.log_floor(1e-10).map_err(e)?.to_vec().await.map_err(e)?, &want, Tol { abs: 1e-6, rel: 4e-6 })?;
+    if t.log_floor(0.0).is_ok() || t.log_floor(f32::NAN).is_ok() {
+        return Err("log_floor accepted a floor that is not positive".into());
     }
     // Extreme inputs: no NaN from overflow in tanh/sigmoid/gelu.
     let x = [-1e4f32, -100.0, -30.0, 30.0, 100.0, 1e4, 0.0, -0.0];
