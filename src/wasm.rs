@@ -214,6 +214,29 @@ pub fn decode_image(bytes: Vec<u8>) -> Result<js_sys::Object, JsError> {
     Ok(o)
 }
 
+/// Decode an audio source file (WAV, FLAC, MP3 or Ogg Vorbis, sniffed from the bytes; channel 0;
+/// the first 30 s) as the native CLI does: `{ samples: Float32Array, sampleRate, channels,
+/// container, codec, capped, warnings: string[] }`. `name` appears in errors and warnings.
+#[wasm_bindgen]
+pub fn decode_audio(bytes: Vec<u8>, name: &str) -> Result<js_sys::Object, JsError> {
+    let d = crate::media::audio::decode(&bytes, name, &crate::media::audio::AudioLimits::default()).map_err(js)?;
+    let o = js_sys::Object::new();
+    let set =
+        |k: &str, v: JsValue| js_sys::Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ()).map_err(|_| JsError::new("decode_audio: building the result"));
+    set("samples", js_sys::Float32Array::from(&d.samples[..]).into())?;
+    set("sampleRate", JsValue::from(d.sample_rate))?;
+    set("channels", JsValue::from(d.channels))?;
+    set("container", JsValue::from_str(d.container))?;
+    set("codec", JsValue::from_str(d.codec))?;
+    set("capped", JsValue::from(d.capped))?;
+    let w = js_sys::Array::new();
+    for m in &d.warnings {
+        w.push(&JsValue::from_str(m));
+    }
+    set("warnings", w.into())?;
+    Ok(o)
+}
+
 /// 16-bit PCM WAV bytes of float samples (for an `<audio>` element or a download).
 #[wasm_bindgen]
 pub fn encode_wav(samples: Vec<f32>, sample_rate: u32) -> Result<Vec<u8>, JsError> {

@@ -184,9 +184,14 @@ fn open_image(p: &Path) -> anyhow::Result<ImageSource> {
 }
 
 fn open_audio(p: &Path) -> anyhow::Result<AudioClip> {
-    let bytes = std::fs::read(p).with_context(|| format!("reading audio {}", p.display()))?;
-    let (samples, sample_rate) = ssv2a::media::audio::decode_wav(&bytes, &p.display().to_string())?;
-    Ok(AudioClip { name: p.display().to_string(), samples, sample_rate })
+    let d = ssv2a::media::audio::open(p, &ssv2a::media::audio::AudioLimits::default())?;
+    for w in &d.warnings {
+        eprintln!("warning: {w}");
+    }
+    if d.capped {
+        eprintln!("note: {}: using its first {:.1} s", p.display(), d.seconds());
+    }
+    Ok(AudioClip { name: p.display().to_string(), samples: d.samples, sample_rate: d.sample_rate })
 }
 
 /// Progress bars per stage (stderr), and the final summary.

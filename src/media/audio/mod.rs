@@ -1,9 +1,43 @@
-//! WAV encoding through `hound`: 16-bit PCM (the official output's format: soundfile's
+//! Audio in and out.
+//!
+//! In: [`decode`] / [`open`] (module `decode`) read the first seconds of a WAV, FLAC, MP3 or Ogg
+//! Vorbis source, channel 0; [`remove_mean_and_peak_normalize`] is the official source
+//! preprocessing; resampling is [`crate::media::resample`].
+//!
+//! Out: WAV encoding through `hound`: 16-bit PCM (the official output's format: soundfile's
 //! default subtype PCM_16, float scaled by 32767) or 32-bit float, mono. Encoding is
 //! target-independent (the browser gets bytes); [`write_wav_atomic`] writes natively via a
 //! temporary file renamed into place, so an existing file is never left half-written.
 
+mod decode;
+
+pub use decode::*;
+
 use crate::{Error, Result};
+
+/// SSV2A's audio-source preprocessing (`ssv2a/model/clap.py` `clap_embed_auds`, after the
+/// resample to 16 kHz and taking channel 0, with `ssv2a/data/utils.py` `normalize_wav`):
+/// subtract the mean; divide by (max|x| + 1e-8) and multiply by 0.5; divide by max|x| again
+/// (no epsilon) and multiply by 0.5; NaN becomes 0 (`np.nan_to_num`), so silence or a constant
+/// gives zeros. The result peaks at 0.5. f32 arithmetic in the official order; the mean is
+/// summed in f64 (numpy's pairwise f32 sum differs from it by about 1 ulp).
+pub fn remove_mean_and_peak_normalize(x: &[f32]) -> Vec<f32> {
+    if x.is_empty() {
+        return Vec::new();
+    }
+    let mean = (x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64) as f32;
+    let peak = |v: &[f32]| v.iter().fold(0.0f32, |m, &a| if a.abs() > m || a.is_nan() { a.abs() } else { m });
+    let mut y: Vec<f32> = x.iter().map(|&v| v - mean).collect();
+    // numpy 1.x: a float32 scalar plus a Python float is a float64 sum.
+    let d = (peak(&y) as f64 + 1e-8) as f32;
+    y.iter_mut().for_each(|v| *v = *v / d * 0.5);
+    let m = peak(&y);
+    y.iter_mut().for_each(|v| {
+        let r = 0.5 * (*v / m);
+        *v = if r.is_nan() { 0.0 } else { r.clamp(f32::MIN, f32::MAX) };
+    });
+    y
+}
 
 /// Sample format of a WAV file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -44,20 +78,11 @@ pub fn encode_wav(samples: &[f32], sample_rate: u32, format: WavFormat) -> Resul
     Ok(cur.into_inner())
 }
 
-/// Decode a WAV file to mono f32 samples (first channel) and its sample rate.
+/// Decode a whole audio file (any format [`decode`] reads; no cap) to channel 0 and its
+/// sample rate. For short files such as our own output; sources go through [`decode`].
 pub fn decode_wav(bytes: &[u8], name: &str) -> Result<(Vec<f32>, u32)> {
-    let mut r = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| Error::Format(format!("{name}: not a readable WAV file ({e})")))?;
-    let spec = r.spec();
-    let ch = spec.channels.max(1) as usize;
-    let all: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => r.samples::<f32>().collect::<std::result::Result<_, _>>(),
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            r.samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<std::result::Result<_, _>>()
-        }
-    }
-    .map_err(|e| Error::Format(format!("{name}: corrupt WAV data ({e})")))?;
-    Ok((all.into_iter().step_by(ch).collect(), spec.sample_rate))
+    let d = decode(bytes, name, &AudioLimits::whole())?;
+    Ok((d.samples, d.sample_rate))
 }
 
 /// Encode and write a WAV file atomically.
