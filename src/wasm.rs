@@ -179,6 +179,59 @@ impl Generator {
         set("truncated", JsValue::from_bool(truncated))?;
         Ok(o)
     }
+
+    /// Sources to audio: any number of image files and audio sources, mixed (a composition; one
+    /// image alone is image to audio, with detection). `images`: an array of image file bytes
+    /// (`Uint8Array`: PNG, JPEG or WebP). `audios`: an array whose entries are audio file bytes
+    /// (`Uint8Array`: WAV, FLAC, MP3 or Ogg Vorbis, the first 30 s) or PCM objects
+    /// `{ samples: Float32Array, sampleRate }` (channel 0 of a decoded clip, e.g. from
+    /// [`decode_audio`] or Web Audio). Same `options`, `progress` and `cancelled` as
+    /// [`Generator::generate_image`]. Returns `{ waveform, candidates, chosen }`: the 16 kHz
+    /// samples, every AudioLDM candidate's CLAP ranking score (empty with one candidate or
+    /// `rank: "none"`) and the index of the one kept.
+    pub async fn generate_sources(
+        &mut self,
+        images: js_sys::Array,
+        audios: js_sys::Array,
+        options: String,
+        progress: js_sys::Function,
+        cancelled: js_sys::Function,
+    ) -> Result<js_sys::Object, JsError> {
+        use wasm_bindgen::JsCast;
+        let mut req = Request::default();
+        for (i, v) in images.iter().enumerate() {
+            let name = format!("image {}", i + 1);
+            let bytes = v.dyn_into::<js_sys::Uint8Array>().map_err(|_| JsError::new(&format!("{name}: expected a Uint8Array of file bytes")))?.to_vec();
+            req.images.push(ImageSource::new(name.clone(), crate::media::imageio::decode(&bytes, &name).map_err(js)?));
+        }
+        for (i, v) in audios.iter().enumerate() {
+            let name = format!("audio {}", i + 1);
+            let clip = if let Some(bytes) = v.dyn_ref::<js_sys::Uint8Array>() {
+                let d = crate::media::audio::decode(&bytes.to_vec(), &name, &crate::media::audio::AudioLimits::default()).map_err(js)?;
+                crate::pipeline::AudioClip { name, samples: d.samples, sample_rate: d.sample_rate }
+            } else {
+                let get = |k: &str| js_sys::Reflect::get(&v, &JsValue::from_str(k)).ok().filter(|x| !x.is_undefined());
+                let samples = get("samples").and_then(|x| x.dyn_into::<js_sys::Float32Array>().ok());
+                let rate = get("sampleRate").and_then(|x| x.as_f64());
+                match (samples, rate) {
+                    (Some(s), Some(r)) if r.fract() == 0.0 && r >= 1.0 && r <= u32::MAX as f64 => {
+                        crate::pipeline::AudioClip { name, samples: s.to_vec(), sample_rate: r as u32 }
+                    }
+                    _ => return Err(JsError::new(&format!("{name}: expected file bytes (Uint8Array) or {{ samples: Float32Array, sampleRate: integer }}"))),
+                }
+            };
+            req.audios.push(clip);
+        }
+        let out = self.run(&req, &options, &progress, &cancelled).await?;
+        let o = js_sys::Object::new();
+        let set = |k: &str, v: JsValue| {
+            js_sys::Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ()).map_err(|_| JsError::new("generate_sources: building the result"))
+        };
+        set("waveform", js_sys::Float32Array::from(&out.waveform[..]).into())?;
+        set("candidates", js_sys::Float32Array::from(&out.candidates[..]).into())?;
+        set("chosen", JsValue::from(out.chosen as u32))?;
+        Ok(o)
+    }
 }
 
 impl Generator {

@@ -156,7 +156,7 @@ fn every_detected_source_of_a_jpeg_is_used() {
 }
 
 #[test]
-fn a_list_of_images_is_a_composition_and_text_or_audio_sources_say_what_is_missing() {
+fn a_list_of_images_is_a_composition_and_text_sources_say_what_is_missing() {
     let Some(gpu) = common::test_gpu() else { return };
     let (mut p, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
     let mut s = quick(8);
@@ -172,10 +172,6 @@ fn a_list_of_images_is_a_composition_and_text_or_audio_sources_say_what_is_missi
     let with_text = Request { images: vec![image("a", 64, 48)], texts: vec!["rain on a roof".into()], ..Request::default() };
     let e = pollster::block_on(p.generate(&with_text, &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
     assert!(e.contains("text tower") && e.contains("prior"), "{e}");
-    let clip = AudioClip { name: "a.wav".into(), samples: vec![0.1; 1600], sample_rate: 16000 };
-    let with_audio = Request { audios: vec![clip.clone(), clip], ..Request::default() };
-    let e = pollster::block_on(p.generate(&with_audio, &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
-    assert!(e.contains("CLAP audio tower"), "{e}");
     // Each audio source gets its own slot (upstream they all overwrote one).
     let codes = [vec![1.0f32; 4], vec![2.0f32; 4]];
     let rows: Vec<&[f32]> = codes.iter().map(|c| c.as_slice()).collect();
@@ -366,4 +362,108 @@ fn text_to_audio_conditions_audioldm_on_the_prompt_embedding() {
     bare.set_pack(Model::AudioLdm, ssv2a::pipeline::PackSource::Weights(stripped));
     let e = pollster::block_on(bare.generate(&req, &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
     assert!(e.contains("no text tokenizer") && e.contains("ssv2a fetch audioldm-s-full-v2") && e.contains("--tokenizer-dir"), "{e}");
+}
+
+/// A test tone with a little noise: `secs` seconds at `rate`.
+fn tone(name: &str, hz: f32, secs: f32, rate: u32) -> AudioClip {
+    let n = (secs * rate as f32) as usize;
+    let mut r = 12345u32;
+    let samples = (0..n)
+        .map(|i| {
+            r = r.wrapping_mul(1664525).wrapping_add(1013904223);
+            (std::f32::consts::TAU * hz * i as f32 / rate as f32).sin() * 0.3 + (r >> 8) as f32 / (1u32 << 24) as f32 * 0.05 + 0.02
+        })
+        .collect();
+    AudioClip { name: name.into(), samples, sample_rate: rate }
+}
+
+/// Audio sources (issue 15 item 5): CLAP's audio tower embeds each clip into its own slot, mixed
+/// with images; every audio counts (upstream only the last one did), bad clips are refused.
+#[test]
+fn audio_sources_each_count_and_mix_with_images() {
+    let Some(gpu) = common::test_gpu() else { return };
+    let (mut p, _) = demo::pipeline(&gpu, demo::WEIGHTS_SEED, false).unwrap();
+    let mut s = quick(5);
+    s.generate.steps = 1;
+    s.generate.candidates = 1;
+    let (a, b, c) = (tone("a.wav", 440.0, 1.5, 44100), tone("b.flac", 97.0, 3.0, 22050), tone("c.mp3", 2500.0, 0.7, 8000));
+    let req = Request { images: vec![image("a", 64, 48)], audios: vec![a.clone(), b.clone()], ..Request::default() };
+    let mut events = vec![];
+    let one = pollster::block_on(p.generate(&req, &s, &mut |e| events.push(e), &|| false)).unwrap();
+    assert_eq!(one.mode, Mode::Composition);
+    let labels: Vec<&str> = one.sources[0].iter().map(|u| u.label.as_str()).collect();
+    assert_eq!(labels, ["image a", "audio a.wav", "audio b.flac"]);
+    assert!(one.timings.iter().any(|(st, _)| *st == Stage::AudioEncoder) && events.iter().any(|e| e.stage == Stage::AudioEncoder));
+    assert_eq!(one.waveform.len(), expected_len(2.5));
+    // Changing the *first* audio changes the mix: upstream every audio wrote the same slot, so
+    // only the last one counted.
+    let req2 = Request { audios: vec![c.clone(), b.clone()], ..req.clone() };
+    let two = pollster::block_on(p.generate(&req2, &s, &mut |_| {}, &|| false)).unwrap();
+    let d: f32 = one.clap.iter().zip(&two.clap).map(|(x, y)| (x - y).abs()).sum();
+    assert!(d > 1e-3, "the first audio source had no effect (difference {d})");
+    // Same request, same result.
+    let again = pollster::block_on(p.generate(&req, &s, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(one.clap, again.clap);
+    // Audio alone needs no CLIP.
+    let alone = Request { audios: vec![a.clone()], ..Request::default() };
+    assert!(!ssv2a::pipeline::Pipeline::needs(&alone).unwrap().contains(&ssv2a::pipeline::Model::Clip));
+    let out = pollster::block_on(p.generate(&alone, &s, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(out.sources[0].len(), 1);
+    // Bad clips: one clear error naming the clip.
+    for (bad, want) in [
+        (AudioClip { name: "empty.wav".into(), samples: vec![], sample_rate: 16000 }, "0 samples"),
+        (AudioClip { name: "slow.wav".into(), samples: vec![0.1; 10], sample_rate: 1 }, "sample rate 1 Hz"),
+        (AudioClip { name: "fast.wav".into(), samples: vec![0.1; 10], sample_rate: 1_000_000_000 }, "sample rate"),
+        (AudioClip { name: "nan.wav".into(), samples: vec![f32::NAN; 10], sample_rate: 16000 }, "NaN"),
+    ] {
+        let name = bad.name.clone();
+        let e = pollster::block_on(p.generate(&Request { audios: vec![bad], ..Request::default() }, &s, &mut |_| {}, &|| false)).unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains(want), "{e}");
+    }
+}
+
+/// Candidate ranking (issue 15 item 6): every candidate scored by CLAP's audio tower against
+/// the target, the best kept; the kept waveform's own CLAP embedding reproduces its score.
+#[test]
+fn candidates_are_ranked_by_clap_and_every_score_is_reported() {
+    use ssv2a::pipeline::Rank;
+    let Some(gpu) = common::test_gpu() else { return };
+    // Pack files (in-memory random packs draw each load anew; files give the test's own tower
+    // below the pipeline's weights).
+    let dir = std::env::temp_dir().join(format!("ssv2a-rank-{}", std::process::id()));
+    demo::write_packs(&gpu, demo::WEIGHTS_SEED, &dir).unwrap();
+    let mut p = ssv2a::pipeline::Pipeline::new(&gpu);
+    p.use_models_dir(&dir);
+    let mut s = quick(9);
+    s.generate.steps = 2;
+    s.generate.candidates = 3;
+    let req = one(image("street", 160, 120));
+    let out = pollster::block_on(p.generate(&req, &s, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(out.candidates.len(), 3);
+    let best = out.candidates.iter().enumerate().fold(0, |b, (i, &v)| if v > out.candidates[b] { i } else { b });
+    assert_eq!(out.chosen, best, "{:?}", out.candidates);
+    assert!(out.candidates.iter().all(|v| v.is_finite() && v.abs() <= 1.0 + 1e-5));
+    assert!(out.timings.iter().any(|(st, _)| *st == Stage::Rank));
+    // Recompute the kept candidate's score independently: 16 kHz → the tower's rate (torchaudio), CLAP audio
+    // tower, cosine with the conditioning CLAP.
+    let pack = ssv2a::Weights::from_file(&gpu, dir.join(ssv2a::pipeline::Model::AudioLdm.pack_file())).unwrap();
+    let tower = ssv2a::models::clap::load_audio(&pack).unwrap();
+    let w48 = ssv2a::media::resample::torchaudio_resample(&out.waveform, SAMPLE_RATE, tower.config.sample_rate as u32).unwrap();
+    let e = pollster::block_on(tower.embed_waves(&[&w48], &[0]).unwrap().to_vec()).unwrap();
+    let cos = e.iter().zip(&out.clap).map(|(a, b)| a * b).sum::<f32>();
+    assert!((cos - out.candidates[out.chosen]).abs() < 1e-4, "{cos} vs {:?}", out.candidates);
+    // `none` keeps candidate 0 and scores nothing; `official` ranks against "".
+    s.rank = Rank::None;
+    let none = pollster::block_on(p.generate(&req, &s, &mut |_| {}, &|| false)).unwrap();
+    assert!(none.candidates.is_empty() && none.chosen == 0);
+    if out.chosen == 0 {
+        assert_eq!(none.waveform, out.waveform);
+    } else {
+        assert_ne!(none.waveform, out.waveform);
+    }
+    s.rank = Rank::Official;
+    let off = pollster::block_on(p.generate(&req, &s, &mut |_| {}, &|| false)).unwrap();
+    assert_eq!(off.candidates.len(), 3);
+    assert_ne!(off.candidates, out.candidates, "another target, other scores");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -30,9 +30,14 @@ pub struct Knobs {
     /// Classifier-free guidance scale.
     #[arg(long, help = format!("Classifier-free guidance scale (default {})", ssv2a::models::audioldm::GUIDANCE))]
     guidance: Option<f32>,
-    /// AudioLDM candidates sampled together (3 upstream; the first is kept).
+    /// AudioLDM candidates sampled together (3 upstream); the best by CLAP is kept (--rank).
     #[arg(long)]
     candidates: Option<usize>,
+    /// How candidates are ranked by CLAP's audio tower: conditioning (default: similarity to the
+    /// CLAP vector that generated them), official (similarity to CLAP's "" text embedding, as
+    /// the original code), none (keep the first).
+    #[arg(long)]
+    rank: Option<String>,
     /// Seconds of audio (10).
     #[arg(long)]
     duration: Option<f64>,
@@ -62,6 +67,7 @@ impl Knobs {
     fn overrides(&self) -> anyhow::Result<Overrides> {
         let preset = self.preset.as_deref().map(|v| v.parse::<Preset>().with_context(|| format!("--preset {v}"))).transpose()?;
         let sampler = self.sampler.as_deref().map(|v| v.parse::<Sampler>().with_context(|| format!("--sampler {v}"))).transpose()?;
+        let rank = self.rank.as_deref().map(|v| v.parse::<ssv2a::pipeline::Rank>().with_context(|| format!("--rank {v}"))).transpose()?;
         Ok(Overrides {
             preset,
             seed: self.seed,
@@ -69,6 +75,7 @@ impl Knobs {
             steps: self.steps,
             guidance: self.guidance,
             candidates: self.candidates,
+            rank,
             duration: self.duration,
             cycle_its: self.cycle_its,
             cycle_samples: self.cycle_samples,
@@ -101,7 +108,8 @@ pub struct GenerateArgs {
     /// A text source (needs CLIP's text tower and the DALLE-2 prior: not in this version).
     #[arg(long)]
     text: Vec<String>,
-    /// An audio source, WAV (needs the CLAP audio tower: not in this version).
+    /// An audio source (WAV, FLAC, MP3, Ogg Vorbis; its first 30 s), embedded by CLAP's audio
+    /// tower into its own slot. Repeatable; with --image it makes a composition.
     #[arg(long)]
     audio: Vec<PathBuf>,
     /// A video (64 frames through ffmpeg, which must be on PATH; needs the aggregator pack).
@@ -257,6 +265,10 @@ fn summary(out: &Output, path: &Path) {
             let k = s.detection.map(|k| format!("{k:>2}")).unwrap_or_else(|| " -".into());
             eprintln!("  {k} {}{sc}{b}{w}", s.label);
         }
+    }
+    if !out.candidates.is_empty() {
+        let scores: Vec<String> = out.candidates.iter().enumerate().map(|(i, v)| format!("{}{i}: {v:.4}", if i == out.chosen { "*" } else { "" })).collect();
+        eprintln!("candidates (CLAP cosine similarity to the ranking target; * kept): {}", scores.join("  "));
     }
     eprintln!("timings:");
     let total: f64 = out.timings.iter().map(|(_, t)| t).sum();

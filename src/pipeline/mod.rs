@@ -27,9 +27,20 @@
 //! sources work; each audio source gets its own slot ([`MixInput::multimodal`]); crops live in
 //! memory, so `.jpg` inputs keep every crop; the seed reaches AudioLDM (upstream it is always 42).
 //!
-//! Not reproduced either, by choice: AudioLDM's CLAP re-ranking of its 3 candidates (needs the
-//! CLAP audio tower; candidate 0 is kept, see [`audioldm::GenerateSettings::candidates`]), and the
-//! random choice of 63 sources when more are given (the best-scoring are kept).
+//! **Candidates** (more than one): every candidate is decoded, resampled 16 → 48 kHz as
+//! torchaudio does, embedded by the AudioLDM pack's CLAP audio tower and scored by cosine
+//! similarity with a target ([`settings::Rank`]: by default the conditioning embedding, which is
+//! what the paper means to select; `official` scores against `""` as the code does; `none` keeps
+//! candidate 0). The best is kept; [`Output::candidates`] has every score.
+//! Not reproduced, by choice: the official ranking's random condition dropping and random 10 s
+//! crop (noise, not a choice), and the random choice of 63 sources when more are given (the
+//! best-scoring are kept).
+//!
+//! **Audio sources** ([`Request::audios`], in a composition): each clip is resampled to 48 kHz
+//! with a high-quality resampler (the official code goes through 16 kHz first, which drops
+//! everything above 8 kHz), mean-removed and peak-normalised to 0.5 as the official code does,
+//! fitted to 10 s, embedded by CLAP's audio tower and folded (`fold_claps`) into its own slot
+//! (the official code writes every audio into the same slot, so only the last counted).
 //!
 //! The unconditional embedding of classifier-free guidance is the CLAP text embedding of `""`.
 //! `ssv2a convert --kind audioldm` computes it with the checkpoint's CLAP text tower and stores
@@ -45,13 +56,13 @@ mod stages;
 pub use crate::media::image::Picture;
 use request::{check_box, check_inputs};
 pub use request::{check_boxes, AudioClip, ImageSource, Mode, Request, SourceBox, VideoFrames};
-pub use settings::{Overrides, Preset, Sampler, Settings};
+pub use settings::{Overrides, Preset, Rank, Sampler, Settings};
 
 use std::collections::BTreeMap;
 
 use crate::media::image::RgbImage;
 use crate::models::audioldm::{self, AudioLdm};
-use crate::models::clap::{self, ClapText};
+use crate::models::clap::{self, ClapAudio, ClapText};
 use crate::models::clip::{ClipImage, ClipVision};
 use crate::models::detect::{self, crop_source, Detector, MAX_SOURCES};
 use crate::models::ssv2a::aggregator::AggregatorMode;
@@ -93,6 +104,10 @@ pub enum Stage {
     Decode,
     /// Tokenizer and CLAP text tower (text to audio).
     TextEncoder,
+    /// CLAP audio tower on the audio sources.
+    AudioEncoder,
+    /// CLAP audio tower on AudioLDM's candidates.
+    Rank,
 }
 
 impl std::fmt::Display for Stage {
@@ -106,6 +121,8 @@ impl std::fmt::Display for Stage {
             Stage::Diffusion => f.write_str("diffusion"),
             Stage::Decode => f.write_str("decode"),
             Stage::TextEncoder => f.write_str("CLAP text"),
+            Stage::AudioEncoder => f.write_str("CLAP audio"),
+            Stage::Rank => f.write_str("rank candidates"),
         }
     }
 }
@@ -165,6 +182,11 @@ pub struct Output {
     pub peak_gpu_bytes: u64,
     /// Text to audio: how the prompt was tokenized (None in the other modes).
     pub prompt: Option<PromptTokens>,
+    /// Every candidate's score (cosine similarity with the ranking target), in candidate
+    /// order; empty when there was one candidate or ranking was off.
+    pub candidates: Vec<f32>,
+    /// The candidate kept.
+    pub chosen: usize,
 }
 
 pub use crate::clock::now_s;
@@ -181,6 +203,8 @@ pub struct Pipeline {
     uncond: Option<Vec<f32>>,
     /// The AudioLDM pack's CLAP text tower and tokenizer (text to audio), released with it.
     clap_text: Option<(ClapText, RobertaTokenizer)>,
+    /// The AudioLDM pack's CLAP audio tower (ranking, audio sources), released with it.
+    clap_audio: Option<ClapAudio>,
 }
 
 /// Progress and cancellation of one run.
@@ -218,6 +242,7 @@ impl Pipeline {
             aggregator: None,
             uncond: None,
             clap_text: None,
+            clap_audio: None,
         }
     }
 
@@ -263,6 +288,7 @@ impl Pipeline {
             Model::AudioLdm => {
                 self.audioldm = None;
                 self.clap_text = None;
+                self.clap_audio = None;
             }
             Model::Aggregator => self.aggregator = None,
         }
@@ -369,7 +395,10 @@ impl Pipeline {
         if detects {
             m.push(Model::Detector);
         }
-        m.extend([Model::Clip, Model::Ssv2a]);
+        if mode != Mode::Composition || !request.images.is_empty() {
+            m.push(Model::Clip);
+        }
+        m.push(Model::Ssv2a);
         if mode == Mode::VideoToAudio {
             m.push(Model::Aggregator);
         }
@@ -386,9 +415,6 @@ impl Pipeline {
         check_inputs(request)?;
         if !request.texts.is_empty() {
             return Err(Error::Format("text sources need CLIP's text tower and the DALLE-2 prior, which this version of ssv2a does not have yet".into()));
-        }
-        if !request.audios.is_empty() {
-            return Err(Error::Format("audio sources need the CLAP audio tower, which this version of ssv2a does not have yet".into()));
         }
         let needs = Self::needs(request)?;
         self.check_packs(&needs)?;
@@ -407,7 +433,7 @@ impl Pipeline {
                 (clap, vec![vec![UsedSource::whole("prompt".into(), 1.0)]])
             }
             Mode::ImageToAudio => self.image_clap(&request.images[0], settings, &mut noise, &mut run).await?,
-            Mode::Composition => self.composition_clap(&request.images, settings, &mut noise, &mut run).await?,
+            Mode::Composition => self.composition_clap(&request.images, &request.audios, settings, &mut noise, &mut run).await?,
             Mode::VideoToAudio => {
                 let v = request.video.as_ref().ok_or_else(|| Error::arg("request", "no video"))?;
                 self.video_clap(v, settings, &mut noise, &mut run).await?
@@ -418,12 +444,12 @@ impl Pipeline {
                 self.release(m);
             }
         }
-        let waveform = self.audio(&clap, settings, &mut run).await?;
+        let (waveform, candidates, chosen) = self.audio_ranked(&clap, settings, &mut run).await?;
         if settings.release_after_use {
             self.release(Model::AudioLdm);
         }
         let peak = self.gpu.memory().peak_allocated;
-        Ok(Output { waveform, sample_rate: SAMPLE_RATE, mode, sources, clap, timings: run.timings, peak_gpu_bytes: peak, prompt })
+        Ok(Output { waveform, sample_rate: SAMPLE_RATE, mode, sources, clap, timings: run.timings, peak_gpu_bytes: peak, prompt, candidates, chosen })
     }
 }
 

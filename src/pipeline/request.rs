@@ -176,8 +176,12 @@ pub(super) fn check_inputs(r: &Request) -> Result<()> {
         }
     }
     for a in &r.audios {
-        if a.samples.is_empty() || a.sample_rate == 0 {
-            return Err(Error::arg("sources", format!("{}: empty audio", a.name)));
+        if a.samples.is_empty() {
+            return Err(Error::arg("sources", format!("{}: empty audio (0 samples)", a.name)));
+        }
+        let (lo, hi) = (crate::media::audio::MIN_RATE, crate::media::audio::MAX_RATE);
+        if !(lo..=hi).contains(&a.sample_rate) {
+            return Err(Error::arg("sources", format!("{}: sample rate {} Hz is outside {lo}..={hi} Hz", a.name, a.sample_rate)));
         }
         if a.samples.iter().any(|v| !v.is_finite()) {
             return Err(Error::arg("sources", format!("{}: audio has NaN or infinite samples", a.name)));

@@ -17,6 +17,7 @@
 //! | `steps` | integer 1..=[`MAX_STEPS`] (DPM-Solver++: 1..=998) | sampler steps | 200 / 25 |
 //! | `guidance` | number | classifier-free guidance scale | [`audioldm::GUIDANCE`] |
 //! | `candidates` | integer 1..=[`MAX_CANDIDATES`] | AudioLDM candidates sampled together | 3 / 1 |
+//! | `rank` | `"conditioning"` \| `"official"` \| `"none"` | how the candidates are ranked ([`Rank`]) | `"conditioning"` |
 //! | `duration` | number > 0 (seconds) | length of the audio | 10 |
 //! | `cycle_its` | integer 0..=[`MAX_CYCLE_ITS`] | Cycle Mix rounds − 1 | 64 / 7 |
 //! | `cycle_samples` | integer 1..=[`MAX_CYCLE_SAMPLES`] | Cycle Mix candidates per round | 64 / 16 |
@@ -109,6 +110,37 @@ impl std::str::FromStr for Sampler {
     }
 }
 
+/// How AudioLDM's candidates are ranked (with more than one). Each waveform goes through CLAP's
+/// audio tower (16 kHz → 48 kHz as torchaudio resamples, fitted to 10 s from its start) and is
+/// scored by cosine similarity with a target; the best is kept and every score is reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rank {
+    /// Against the CLAP embedding that conditioned the generation (what the paper means to
+    /// select: the candidate that sounds most like the scene's CLAP vector).
+    #[default]
+    Conditioning,
+    /// As the official code: against the CLAP text embedding of `""` (the candidate most like
+    /// "no prompt"). The official wrapper also replaces each audio embedding by that same vector
+    /// with probability 0.1 and crops a random 10 s window: neither is reproduced (both are
+    /// noise, not a choice).
+    Official,
+    /// Keep candidate 0 (no scoring, no CLAP audio tower needed).
+    None,
+}
+
+impl std::str::FromStr for Rank {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Rank> {
+        match s {
+            "conditioning" => Ok(Rank::Conditioning),
+            "official" => Ok(Rank::Official),
+            "none" => Ok(Rank::None),
+            other => Err(Error::arg("settings", format!("rank `{other}`: conditioning, official or none"))),
+        }
+    }
+}
+
 /// Everything a run can be tuned with. [`Settings::official`] is the official CLI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -116,6 +148,8 @@ pub struct Settings {
     pub cycle: CycleMixOptions,
     /// Sampler, steps, guidance, candidates, duration.
     pub generate: GenerateSettings,
+    /// How the candidates are ranked.
+    pub rank: Rank,
     /// One seed for the whole run (Cycle Mix noise and AudioLDM), deterministic on a given
     /// adapter. Upstream: 42, and AudioLDM ignores `--seed`; here it does not.
     pub seed: u64,
@@ -141,6 +175,7 @@ impl Settings {
             aggregator_var_samples: 1,
             aggregator_dropout: false,
             release_after_use: false,
+            rank: Rank::Conditioning,
         }
     }
 
@@ -212,6 +247,8 @@ pub struct Overrides {
     pub guidance: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub candidates: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<Rank>,
     /// Seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<f64>,
@@ -269,6 +306,7 @@ impl Overrides {
             steps: self.steps.or(base.steps),
             guidance: self.guidance.or(base.guidance),
             candidates: self.candidates.or(base.candidates),
+            rank: self.rank.or(base.rank),
             duration: self.duration.or(base.duration),
             cycle_its: self.cycle_its.or(base.cycle_its),
             cycle_samples: self.cycle_samples.or(base.cycle_samples),
@@ -301,6 +339,7 @@ impl Overrides {
         set(&mut g.steps, self.steps);
         set(&mut g.guidance, self.guidance);
         set(&mut g.candidates, self.candidates);
+        set(&mut s.rank, self.rank);
         set(&mut g.duration_s, self.duration);
         set(&mut s.cycle.its, self.cycle_its);
         set(&mut s.cycle.samples, self.cycle_samples);

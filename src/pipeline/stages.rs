@@ -190,20 +190,41 @@ impl Pipeline {
     pub(super) async fn composition_clap(
         &mut self,
         images: &[ImageSource],
+        audios: &[AudioClip],
         settings: &Settings,
         noise: &mut Rng,
         run: &mut Run<'_>,
     ) -> Result<(Vec<f32>, Vec<Vec<UsedSource>>)> {
         let (clip_dim, slot) = self.ssv2a_dims(run)?;
-        if images.len() + 1 > slot {
-            return Err(Error::arg("sources", format!("{} images do not fit the remixer's {slot} slots (slot 0 stays empty)", images.len())));
+        let n = images.len() + audios.len();
+        if n + 1 > slot {
+            return Err(Error::arg("sources", format!("{n} sources do not fit the remixer's {slot} slots (slot 0 stays empty)")));
         }
-        let clip_in: Vec<ClipImage> = images.iter().map(|i| ClipImage::from(&i.picture)).collect();
-        let e = self.embed(&clip_in, settings, run).await?;
+        let e = if images.is_empty() {
+            HostTensor::new([0, clip_dim], vec![])?
+        } else {
+            let clip_in: Vec<ClipImage> = images.iter().map(|i| ClipImage::from(&i.picture)).collect();
+            self.embed(&clip_in, settings, run).await?
+        };
         check_dim(e.shape[1], clip_dim)?;
         let rows: Vec<&[f32]> = e.data.chunks_exact(clip_dim).collect();
+        // Audio sources: CLAP audio embedding, folded into a fixed manifold code (`fold_claps`).
+        let mut codes = vec![];
+        if !audios.is_empty() {
+            let claps = self.audio_claps(audios, run).await?;
+            let model = self.ssv2a.as_ref().ok_or_else(|| Error::Format("SSV2A not loaded".into()))?;
+            let (a, d) = (audios.len(), claps.len() / audios.len());
+            let x = Tensor::from_slice(&self.gpu, &claps, [a, d])?;
+            let folded = model
+                .manifold
+                .fold_claps(&x, settings.cycle.var_samples, noise, crate::models::ssv2a::sampling::Draw::at(crate::models::ssv2a::sampling::DrawKind::FoldClaps, 0, 0))
+                .await?;
+            let m = folded.data.len() / a;
+            codes = folded.data.chunks_exact(m).map(|c| c.to_vec()).collect::<Vec<_>>();
+        }
+        let code_rows: Vec<&[f32]> = codes.iter().map(|c| c.as_slice()).collect();
         let manifold_dim = self.ssv2a.as_ref().map(|m| m.config.manifold_dim).unwrap_or(0);
-        let mut input = MixInput::multimodal(&rows, &[], slot, clip_dim, manifold_dim)?;
+        let mut input = MixInput::multimodal(&rows, &code_rows, slot, clip_dim, manifold_dim)?;
         if images.iter().any(|i| i.weight != 1.0) {
             let mut w = vec![1f32; slot];
             for (k, i) in images.iter().enumerate() {
@@ -212,8 +233,77 @@ impl Pipeline {
             input.weights = Some(w);
         }
         let clap = self.mix(&input, settings, noise, run).await?;
-        let used = images.iter().map(|i| UsedSource::whole(format!("image {}", i.name), i.weight)).collect();
+        let mut used: Vec<UsedSource> = images.iter().map(|i| UsedSource::whole(format!("image {}", i.name), i.weight)).collect();
+        used.extend(audios.iter().map(|a| UsedSource::whole(format!("audio {}", a.name), 1.0)));
         Ok((clap.data, vec![used]))
+    }
+
+    /// Load the AudioLDM pack's CLAP audio tower (once; released with AudioLDM).
+    fn load_clap_audio(&mut self) -> Result<()> {
+        if self.clap_audio.is_none() {
+            let w = self.weights(Model::AudioLdm)?;
+            self.clap_audio = Some(clap::load_audio(&w).map_err(|e| Error::Format(format!("{e} (or run with --rank none and one candidate, without audio sources)")))?);
+        }
+        Ok(())
+    }
+
+    /// CLAP audio embeddings of the audio sources ([A·512], unit norm): resampled to the
+    /// tower's rate with the high-quality resampler, mean removed and peak-normalised to 0.5 as
+    /// the official code does, fitted to the tower's clip from its start.
+    pub(super) async fn audio_claps(&mut self, audios: &[AudioClip], run: &mut Run<'_>) -> Result<Vec<f32>> {
+        self.load_clap_audio()?;
+        run.check()?;
+        let t0 = now_s();
+        run.event(Stage::AudioEncoder, 0, audios.len());
+        let tower = self.clap_audio.as_ref().ok_or_else(|| Error::Format("CLAP audio tower not loaded".into()))?;
+        let rate = tower.config.sample_rate as u32;
+        let mut waves = vec![];
+        for a in audios {
+            let r = crate::media::resample::resample(&a.samples, a.sample_rate, rate).map_err(|e| Error::Format(format!("{}: {e}", a.name)))?;
+            waves.push(crate::media::audio::remove_mean_and_peak_normalize(&r));
+        }
+        let refs: Vec<&[f32]> = waves.iter().map(|w| w.as_slice()).collect();
+        let emb = tower.embed_waves(&refs, &vec![0; refs.len()])?.to_vec().await?;
+        run.event(Stage::AudioEncoder, audios.len(), audios.len());
+        run.time(Stage::AudioEncoder, t0);
+        Ok(emb)
+    }
+
+    /// AudioLDM and the candidate ranking: (waveform, every candidate's score, the kept one).
+    pub(super) async fn audio_ranked(&mut self, clap: &[f32], settings: &Settings, run: &mut Run<'_>) -> Result<(Vec<f32>, Vec<f32>, usize)> {
+        let n = settings.generate.candidates;
+        if n <= 1 || settings.rank == Rank::None {
+            return Ok((self.audio(clap, settings, run).await?, vec![], 0));
+        }
+        self.load_clap_audio()?;
+        let all = self.audio_candidates(clap, settings, run).await?;
+        run.check()?;
+        let t0 = now_s();
+        run.event(Stage::Rank, 0, n);
+        let len = all.len() / n;
+        let target: Vec<f32> = match settings.rank {
+            Rank::Official => self.uncond_embedding()?,
+            _ => clap.to_vec(),
+        };
+        let tower = self.clap_audio.as_ref().ok_or_else(|| Error::Format("CLAP audio tower not loaded".into()))?;
+        let rate = tower.config.sample_rate as u32;
+        let mut waves = vec![];
+        for c in all.chunks_exact(len) {
+            waves.push(crate::media::resample::torchaudio_resample(c, SAMPLE_RATE, rate)?);
+        }
+        let refs: Vec<&[f32]> = waves.iter().map(|w| w.as_slice()).collect();
+        let emb = tower.embed_waves(&refs, &vec![0; n])?.to_vec().await?;
+        let d = emb.len() / n;
+        if d != target.len() {
+            return Err(Error::Format(format!("CLAP's audio tower makes {d}-d embeddings but the ranking target has {}", target.len())));
+        }
+        let norm = target.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        let scores: Vec<f32> = emb.chunks_exact(d).map(|e| e.iter().zip(&target).map(|(a, b)| a * b).sum::<f32>() / norm).collect();
+        // The first of equal scores wins (as torch.argmax).
+        let best = scores.iter().enumerate().fold(0, |b, (i, &s)| if s > scores[b] { i } else { b });
+        run.event(Stage::Rank, n, n);
+        run.time(Stage::Rank, t0);
+        Ok((all[best * len..(best + 1) * len].to_vec(), scores, best))
     }
 
     pub(super) async fn video_clap(
@@ -276,6 +366,21 @@ impl Pipeline {
     }
 
     pub(super) async fn audio(&mut self, clap: &[f32], settings: &Settings, run: &mut Run<'_>) -> Result<Vec<f32>> {
+        self.audio_impl(clap, settings, run, false).await
+    }
+
+    /// Every candidate's waveform, concatenated in candidate order.
+    async fn audio_candidates(&mut self, clap: &[f32], settings: &Settings, run: &mut Run<'_>) -> Result<Vec<f32>> {
+        self.audio_impl(clap, settings, run, true).await
+    }
+
+    /// The unconditional embedding guidance uses (given, else the pack's).
+    fn uncond_embedding(&self) -> Result<Vec<f32>> {
+        let pack = self.audioldm.as_ref().and_then(|(_, u)| u.as_ref());
+        self.uncond.as_ref().or(pack).cloned().ok_or_else(|| Error::Format(format!("the AudioLDM pack has no `{UNCOND_TENSOR}` to rank against")))
+    }
+
+    async fn audio_impl(&mut self, clap: &[f32], settings: &Settings, run: &mut Run<'_>, all: bool) -> Result<Vec<f32>> {
         self.load(Model::AudioLdm, run)?;
         run.check()?;
         if self.uncond.is_none() && matches!(&self.audioldm, Some((_, None))) {
@@ -319,7 +424,11 @@ impl Pipeline {
                     progress(Event { stage: Stage::Decode, done: 0, total: 1 });
                 }
             };
-            ldm.generate(&emb, uncond, gs, settings.seed, &mut on_step, cancel).await?
+            if all {
+                ldm.generate_candidates(&emb, uncond, gs, settings.seed, &mut on_step, cancel).await?
+            } else {
+                ldm.generate(&emb, uncond, gs, settings.seed, &mut on_step, cancel).await?
+            }
         };
         let samples = wav.to_vec().await?;
         let t1 = now_s();

@@ -460,7 +460,8 @@ pub struct GenerateSettings {
     /// Classifier-free guidance scale ([`GUIDANCE`] upstream).
     pub guidance: f32,
     /// Candidates per item (3 upstream). They are sampled in one batch like the original
-    /// (candidate j of item i at row i + j·B); until CLAP re-ranking lands, candidate 0 is kept.
+    /// (candidate j of item i at row i + j·B); [`AudioLdm::generate`] keeps candidate 0,
+    /// [`AudioLdm::generate_candidates`] decodes them all (the pipeline ranks them with CLAP).
     pub candidates: usize,
     /// Seconds of audio (10). The latent has `int(duration · 25.6)` frames; see
     /// [`AudioLdm::generate`] for durations the UNet cannot take directly.
@@ -513,7 +514,8 @@ impl AudioLdm {
     /// Embedding → waveform, as SSV2A's `emb_to_audio` (AudioLDM `generate_sample`):
     /// x_T ~ N(0, I) from `Rng::new(seed)` (SSV2A always passes 42; the pipeline passes the run's seed), the sampler with classifier-free guidance on
     /// [uncond; cond], the clamp rule (over all candidates, as upstream), latent / scale_factor,
-    /// VAE decoder and HiFi-GAN. Candidate 0 of each item is returned (no CLAP re-ranking yet).
+    /// VAE decoder and HiFi-GAN. Candidate 0 of each item is returned (only it is decoded);
+    /// [`Self::generate_candidates`] returns every candidate.
     ///
     /// Durations: the latent has T = int(duration · 25.6) frames. The UNet needs T to be a
     /// multiple of 2^(levels − 1) (8 at full size: 5 s, 10 s, 15 s … work directly). Other
@@ -532,6 +534,34 @@ impl AudioLdm {
         seed: u64,
         progress: &mut dyn FnMut(Progress),
         cancel: &dyn Fn() -> bool,
+    ) -> Result<Tensor> {
+        self.sample_decode(emb, uncond, settings, seed, progress, cancel, false).await
+    }
+
+    /// As [`Self::generate`], decoding every candidate: [B·candidates, samples], candidate j of
+    /// item i at row i + j·B (the layout upstream ranks).
+    pub async fn generate_candidates(
+        &self,
+        emb: &Tensor,
+        uncond: &[f32],
+        settings: &GenerateSettings,
+        seed: u64,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<Tensor> {
+        self.sample_decode(emb, uncond, settings, seed, progress, cancel, true).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sample_decode(
+        &self,
+        emb: &Tensor,
+        uncond: &[f32],
+        settings: &GenerateSettings,
+        seed: u64,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &dyn Fn() -> bool,
+        all: bool,
     ) -> Result<Tensor> {
         const OP: &str = "audioldm.generate";
         let fd = self.unet.config.film_dim();
@@ -562,7 +592,8 @@ impl AudioLdm {
         if cancel() {
             return Err(Error::Cancelled);
         }
-        let latent = Decoder::clamp_rule(&latent).await?.slice(0, 0, b, 1)?;
+        let latent = Decoder::clamp_rule(&latent).await?;
+        let latent = if all { latent } else { latent.slice(0, 0, b, 1)? };
         let mel = self.decoder.latent_to_mel(&latent, None)?;
         let wav = self.decoder.mel_to_waveform(&mel, None)?;
         if frames.padded == frames.requested {

@@ -68,6 +68,7 @@ struct Sections<'a> {
     vocoder: Option<&'a J>,
     diffusion: Option<&'a J>,
     clap_text: Option<&'a J>,
+    clap_audio: Option<&'a J>,
 }
 
 fn some(v: Option<&J>) -> Option<&J> {
@@ -85,6 +86,7 @@ impl<'a> Sections<'a> {
             vocoder: some(root.get("h")).or_else(|| some(root.pointer("/vocoder/h"))).or_else(|| some(root.get("vocoder"))).or_else(|| some(v.get("h"))),
             diffusion: some(root.get("diffusion")).or_else(|| some(root.get("ldm"))).or(Some(root)),
             clap_text: some(root.get("clap_text")).or_else(|| some(v.get("clap_text"))),
+            clap_audio: some(root.get("clap_audio")).or_else(|| some(v.get("clap_audio"))),
         }
     }
 }
@@ -248,8 +250,12 @@ pub fn resolve(src: &dyn TensorSource, stated: &[Stated]) -> Result<Resolution> 
         Some(t) => Some(serde_json::from_value(t.clone()).map_err(|e| Error::Format(format!("clap_text config: {e}")))?),
         None => None,
     };
+    let clap_audio = match given.list.iter().find_map(|s| s.clap_audio) {
+        Some(t) => Some(serde_json::from_value(t.clone()).map_err(|e| Error::Format(format!("clap_audio config: {e}")))?),
+        None => None,
+    };
     let unet = unet.map(|u| serde_json::to_value(u).map_err(|e| Error::Format(e.to_string()))).transpose()?;
-    Ok(Resolution { config: AudioLdmConfig { vae, vocoder, diffusion, unet, clap_text }, notes })
+    Ok(Resolution { config: AudioLdmConfig { vae, vocoder, diffusion, unet, clap_text, clap_audio }, notes })
 }
 
 fn resolve_unet(sh: &Shapes, given: &Given, notes: &mut Vec<String>) -> Result<UnetConfig> {
