@@ -135,7 +135,15 @@ fn bad_headers_and_samples_are_named_errors() {
     }
     let mut b = wav.clone();
     b[fmt + 10..fmt + 12].copy_from_slice(&0u16.to_le_bytes());
-    err(&b, "zero_channels.wav");
+    let e = err(&b, "zero_channels.wav");
+    assert!(e.contains("0 channels"), "{e}");
+    // Found by the fuzzer: 65,025 channels overflowed symphonia's block-align product.
+    let e = err(&bytes("fuzz_wav_channels.wav"), "fuzz_wav_channels.wav");
+    assert!(e.contains("65025 channels"), "{e}");
+    // Found by the fuzzer: MPEG frame headers, then a RIFF header with that channel count
+    // further on. The sniffed container's reader is used, never a scan for other formats.
+    let d = dec(&bytes("fuzz_mp3_riff.mp3"), "fuzz_mp3_riff.mp3").unwrap();
+    assert_eq!((d.container, d.samples.len()), ("MP3", 1152));
 
     // Zero samples: a data chunk of length 0.
     let data = chunk(&wav, b"data");
