@@ -467,7 +467,11 @@ fn decode_source<'s>(src: Box<dyn MediaSource + 's>, container: &'static str, na
         }
     }
     if samples.is_empty() {
-        return Err(Error::Format(format!("{name}: no audio samples ({container}, {codec}, {sample_rate} Hz)")));
+        let promised = match total_frames {
+            Some(n) if n > 0 => format!("; the header announces {n} frames, so the file is probably truncated"),
+            _ => String::new(),
+        };
+        return Err(Error::Format(format!("{name}: no audio samples ({container}, {codec}, {sample_rate} Hz){promised}")));
     }
     if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
         return Err(Error::Format(format!("{name}: sample {i} (at {}) is {}; the file's float samples must be finite", at(i), samples[i])));
