@@ -118,7 +118,8 @@ fn truncated_files_keep_their_valid_head_with_a_warning() {
     let data = chunk(&b, b"data");
     let e = err(&b[..data + 8], "head_only.wav");
     assert!(e.contains("no"), "{e}");
-    err(&bytes("stereo.flac")[..200], "head_only.flac");
+    let e = err(&bytes("stereo.flac")[..3000], "head_only.flac");
+    assert!(e.contains("no audio samples") && e.contains("probably truncated"), "{e}");
     let e = err(&bytes("stereo.ogg")[..5000], "head_only.ogg");
     assert!(e.contains("ends before its first complete audio packet"), "{e}");
 }
@@ -135,7 +136,15 @@ fn bad_headers_and_samples_are_named_errors() {
     }
     let mut b = wav.clone();
     b[fmt + 10..fmt + 12].copy_from_slice(&0u16.to_le_bytes());
-    err(&b, "zero_channels.wav");
+    let e = err(&b, "zero_channels.wav");
+    assert!(e.contains("0 channels"), "{e}");
+    // Found by the fuzzer: 65,025 channels overflowed symphonia's block-align product.
+    let e = err(&bytes("fuzz_wav_channels.wav"), "fuzz_wav_channels.wav");
+    assert!(e.contains("65025 channels"), "{e}");
+    // Found by the fuzzer: MPEG frame headers, then a RIFF header with that channel count
+    // further on. The sniffed container's reader is used, never a scan for other formats.
+    let d = dec(&bytes("fuzz_mp3_riff.mp3"), "fuzz_mp3_riff.mp3").unwrap();
+    assert_eq!((d.container, d.samples.len()), ("MP3", 1152));
 
     // Zero samples: a data chunk of length 0.
     let data = chunk(&wav, b"data");

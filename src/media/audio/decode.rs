@@ -25,10 +25,9 @@ use symphonia::core::codecs::audio::well_known::*;
 use symphonia::core::codecs::audio::{AudioCodecId, AudioDecoderOptions};
 use symphonia::core::codecs::CodecParameters;
 use symphonia::core::errors::Error as SymError;
-use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream, MediaSourceStreamOptions};
-use symphonia::core::meta::MetadataOptions;
+use symphonia::default::formats::{FlacReader, MpaReader, OggReader, WavReader};
 
 use crate::{Error, Result};
 
@@ -298,8 +297,68 @@ pub fn decode_reader<R: Read + Seek + Send + Sync>(mut reader: R, name: &str, li
             return Err(Error::Format(format!("{name}: the {other} format is not supported (expected {SUPPORTED}); convert it, e.g. to FLAC or WAV")))
         }
     };
-    reader.seek(SeekFrom::Start(start)).map_err(io)?;
-    decode_source(Box::new(Source(reader)), container, name, limits)
+    if container == "WAV" {
+        check_wav_fmt(&head, name)?;
+    }
+    let mut at = start;
+    if head.starts_with(b"ID3") {
+        // An ID3v2 tag (any size: cover art) before MPEG audio: skip it, then look for frames.
+        let Some(h) = head.get(..10) else { return Err(Error::Format(format!("{name}: a truncated ID3 tag and no audio"))) };
+        let size = h[6..10].iter().fold(0u64, |a, &b| (a << 7) | (b & 0x7F) as u64);
+        at = start + 10 + size + if h[5] & 0x10 != 0 { 10 } else { 0 };
+        reader.seek(SeekFrom::Start(at)).map_err(io)?;
+        let mut after = Vec::with_capacity(4096);
+        (&mut reader).take(4096).read_to_end(&mut after).map_err(io)?;
+        if !mpeg_frames(&after) {
+            return Err(Error::Format(format!("{name}: an ID3 tag without MPEG audio after it (expected {SUPPORTED})")));
+        }
+    }
+    reader.seek(SeekFrom::Start(at)).map_err(io)?;
+    decode_guarded(Box::new(Source(reader)), container, name, limits)
+}
+
+/// Channel counts beyond this are refused before symphonia sees them (its WAV reader multiplies
+/// the count by the sample size in 16 bits; fuzzing found the overflow).
+pub const MAX_CHANNELS: u16 = 64;
+
+/// The WAV `fmt ` chunk's channel count and sample size, when the head holds it.
+fn check_wav_fmt(head: &[u8], name: &str) -> Result<()> {
+    let mut at = 12;
+    while at + 8 <= head.len() {
+        let size = u32::from_le_bytes([head[at + 4], head[at + 5], head[at + 6], head[at + 7]]) as usize;
+        if &head[at..at + 4] == b"fmt " {
+            let Some(f) = head.get(at + 8..at + 24) else { return Ok(()) };
+            let channels = u16::from_le_bytes([f[2], f[3]]);
+            let bits = u16::from_le_bytes([f[14], f[15]]);
+            if channels == 0 {
+                return Err(Error::Format(format!("{name}: the WAV header says 0 channels")));
+            }
+            if channels > MAX_CHANNELS {
+                return Err(Error::Format(format!("{name}: {channels} channels in the WAV header (at most {MAX_CHANNELS})")));
+            }
+            if bits > 64 {
+                return Err(Error::Format(format!("{name}: {bits} bits per sample in the WAV header")));
+            }
+            return Ok(());
+        }
+        at = at.saturating_add(8).saturating_add(size).saturating_add(size & 1);
+    }
+    Ok(())
+}
+
+/// [`decode_source`], with a panic inside the decoder libraries turned into an error natively
+/// (a safety net: malformed input must never take the process down; in wasm, where panics
+/// abort, the checks before the decoder are what protects).
+fn decode_guarded<'s>(src: Box<dyn MediaSource + 's>, container: &'static str, name: &str, limits: &AudioLimits) -> Result<DecodedAudio> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_source(src, container, name, limits))).unwrap_or_else(|p| {
+            let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+            Err(Error::Format(format!("{name}: malformed {container} data made the decoder fail ({msg})")))
+        })
+    }
+    #[cfg(target_arch = "wasm32")]
+    decode_source(src, container, name, limits)
 }
 
 /// Open and decode an audio file, streaming from disk (a 3-hour file is not read whole).
@@ -318,14 +377,16 @@ fn sym_err(name: &str, what: &str, e: SymError) -> Error {
 
 fn decode_source<'s>(src: Box<dyn MediaSource + 's>, container: &'static str, name: &str, limits: &AudioLimits) -> Result<DecodedAudio> {
     let mss = MediaSourceStream::new(src, MediaSourceStreamOptions::default());
-    let mut hint = Hint::new();
-    hint.with_extension(match container {
-        "WAV" => "wav",
-        "FLAC" => "flac",
-        "Ogg" => "ogg",
-        _ => "mp3",
-    });
-    let mut format = symphonia::default::get_probe().probe(&hint, mss, FormatOptions::default(), MetadataOptions::default()).map_err(|e| match e {
+    // The reader of the sniffed container, at the position sniffed (symphonia's probe would scan
+    // on for any format's marker: a RIFF header inside MP3 data would be read as WAV).
+    let opts = FormatOptions::default();
+    let reader: std::result::Result<Box<dyn FormatReader + 's>, SymError> = match container {
+        "WAV" => WavReader::try_new(mss, opts).map(|r| Box::new(r) as _),
+        "FLAC" => FlacReader::try_new(mss, opts).map(|r| Box::new(r) as _),
+        "Ogg" => OggReader::try_new(mss, opts).map(|r| Box::new(r) as _),
+        _ => MpaReader::try_new(mss, opts).map(|r| Box::new(r) as _),
+    };
+    let mut format = reader.map_err(|e| match e {
         SymError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Error::Format(format!("{name}: the {container} file ends before its first complete audio packet (truncated?)"))
         }
@@ -406,7 +467,11 @@ fn decode_source<'s>(src: Box<dyn MediaSource + 's>, container: &'static str, na
         }
     }
     if samples.is_empty() {
-        return Err(Error::Format(format!("{name}: no audio samples ({container}, {codec}, {sample_rate} Hz)")));
+        let promised = match total_frames {
+            Some(n) if n > 0 => format!("; the header announces {n} frames, so the file is probably truncated"),
+            _ => String::new(),
+        };
+        return Err(Error::Format(format!("{name}: no audio samples ({container}, {codec}, {sample_rate} Hz){promised}")));
     }
     if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
         return Err(Error::Format(format!("{name}: sample {i} (at {}) is {}; the file's float samples must be finite", at(i), samples[i])));
