@@ -647,3 +647,62 @@ fn convert_without_config_then_generate_with_audioldm_m() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 15: demo packs → `generate --image … --audio …` (MP3 and WAV) → WAV, with every
+/// candidate's ranking score printed; bad audio is one clear line and no output.
+#[test]
+fn generate_with_audio_sources_ranks_candidates() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = tmpdir("audio");
+    let packs = dir.join("packs");
+    let (ok, _, err) = run(bin().arg("demo").args(QUICK).arg("--quiet").arg("--write-packs").arg(&packs).arg("-o").arg(dir.join("d.wav")));
+    assert!(ok, "{err}");
+    let img = dir.join("scene.png");
+    png(&img, 96, 64);
+    let out = dir.join("mix.wav");
+    let (ok, _, err) = run(bin()
+        .args(["generate", "--preset", "fast", "--steps", "2", "--candidates", "2", "--duration", "2.5", "--models"])
+        .arg(&packs)
+        .arg("--image")
+        .arg(&img)
+        .arg("--audio")
+        .arg(fixture("audio/stereo.mp3"))
+        .arg("--audio")
+        .arg(fixture("audio/pcm24.wav"))
+        .arg("-o")
+        .arg(&out));
+    assert!(ok, "{err}");
+    assert!(err.contains("audio ") && err.contains("stereo.mp3") && err.contains("pcm24.wav"), "{err}");
+    let line = err.lines().find(|l| l.starts_with("candidates (CLAP")).unwrap_or_else(|| panic!("no scores: {err}"));
+    let scores = line.split("kept): ").nth(1).unwrap_or_default();
+    assert_eq!(scores.split("  ").count(), 2, "{line}");
+    assert_eq!(scores.matches('*').count(), 1, "{line}");
+    assert_eq!(wav_len(&out), 160 * 4 * 64 + 32);
+    // --rank none: no scoring; a bad --rank or a broken audio file: one line, no output.
+    let (ok, _, err) = run(bin()
+        .args(["generate", "--preset", "fast", "--steps", "1", "--candidates", "2", "--rank", "none", "--duration", "2.5", "--models"])
+        .arg(&packs)
+        .arg("--audio")
+        .arg(fixture("audio/pcm24.wav"))
+        .arg("-o")
+        .arg(dir.join("n.wav")));
+    assert!(ok && !err.contains("candidates (CLAP"), "{err}");
+    let bad = dir.join("bad.wav");
+    std::fs::write(&bad, b"RIFF\x10\x00\x00\x00WAVEjunkjunk").unwrap();
+    for (args, want) in [(vec!["--rank", "best"], "--rank best"), (vec!["--audio", bad.to_str().unwrap()], "bad.wav")] {
+        let missing = dir.join("missing.wav");
+        let (ok, _, err) = run(bin()
+            .args(["generate", "--preset", "fast", "--steps", "1", "--models"])
+            .arg(&packs)
+            .arg("--image")
+            .arg(&img)
+            .args(&args)
+            .arg("-o")
+            .arg(&missing));
+        assert!(!ok && err.contains(want), "{args:?}: {err}");
+        assert!(!missing.exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

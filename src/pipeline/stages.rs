@@ -217,7 +217,12 @@ impl Pipeline {
             let x = Tensor::from_slice(&self.gpu, &claps, [a, d])?;
             let folded = model
                 .manifold
-                .fold_claps(&x, settings.cycle.var_samples, noise, crate::models::ssv2a::sampling::Draw::at(crate::models::ssv2a::sampling::DrawKind::FoldClaps, 0, 0))
+                .fold_claps(
+                    &x,
+                    settings.cycle.var_samples,
+                    noise,
+                    crate::models::ssv2a::sampling::Draw::at(crate::models::ssv2a::sampling::DrawKind::FoldClaps, 0, 0),
+                )
                 .await?;
             let m = folded.data.len() / a;
             codes = folded.data.chunks_exact(m).map(|c| c.to_vec()).collect::<Vec<_>>();
@@ -242,7 +247,8 @@ impl Pipeline {
     fn load_clap_audio(&mut self) -> Result<()> {
         if self.clap_audio.is_none() {
             let w = self.weights(Model::AudioLdm)?;
-            self.clap_audio = Some(clap::load_audio(&w).map_err(|e| Error::Format(format!("{e} (or run with --rank none and one candidate, without audio sources)")))?);
+            self.clap_audio =
+                Some(clap::load_audio(&w).map_err(|e| Error::Format(format!("{e} (or run with --rank none and one candidate, without audio sources)")))?);
         }
         Ok(())
     }
