@@ -147,3 +147,40 @@ fn image_decoding_in_browser() {
     assert!(decode(cut, "cut.jpg").unwrap_err().to_string().contains("truncated"));
     assert!(decode(b"GIF89a....", "a.gif").unwrap_err().to_string().contains("a.gif"));
 }
+
+/// Issue 15 through the web API in the browser: an audio source given as file bytes (WAV) and
+/// one as PCM, mixed into one sound on the demo weights, two AudioLDM candidates ranked by
+/// CLAP's audio tower (scores returned, the kept index among them).
+#[wasm_bindgen_test]
+async fn generate_sources_with_audio_and_ranking_in_browser() {
+    use wasm_bindgen::JsValue;
+    let session = ssv2a::wasm::Session::create().await.unwrap_or_else(|_| panic!("no WebGPU session"));
+    let mut g = ssv2a::wasm::Generator::demo(&session).unwrap_or_else(|_| panic!("demo generator"));
+    let tone: Vec<f32> = (0..16000).map(|i| (i as f32 * 0.07).sin() * 0.4).collect();
+    let wav = ssv2a::media::audio::encode_wav(&tone, 16000, ssv2a::media::audio::WavFormat::Pcm16).unwrap();
+    let pcm = js_sys::Object::new();
+    let noise: Vec<f32> = (0..22050).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3).collect();
+    js_sys::Reflect::set(&pcm, &"samples".into(), &js_sys::Float32Array::from(&noise[..])).unwrap();
+    js_sys::Reflect::set(&pcm, &"sampleRate".into(), &JsValue::from(22050)).unwrap();
+    let audios = js_sys::Array::of2(&js_sys::Uint8Array::from(&wav[..]), &pcm);
+    let options = r#"{"preset":"fast","steps":1,"candidates":2,"duration":2.5,"cycle_its":0,"cycle_samples":2,"var_samples":2}"#;
+    let progress = js_sys::Function::new_no_args("");
+    let cancelled = js_sys::Function::new_no_args("return false;");
+    let out = g
+        .generate_sources(js_sys::Array::new(), audios, options.into(), progress.clone(), cancelled.clone())
+        .await
+        .unwrap_or_else(|e| panic!("generate_sources: {:?}", JsValue::from(e)));
+    let get = |k: &str| js_sys::Reflect::get(&out, &k.into()).unwrap();
+    let wave = js_sys::Float32Array::from(get("waveform")).to_vec();
+    assert_eq!(wave.len(), 160 * 4 * 64 + 32);
+    assert!(wave.iter().all(|v| v.is_finite()) && wave.iter().any(|&v| v != 0.0));
+    let scores = js_sys::Float32Array::from(get("candidates")).to_vec();
+    assert_eq!(scores.len(), 2);
+    let chosen = get("chosen").as_f64().unwrap() as usize;
+    assert!(chosen < 2 && scores[chosen] >= scores[1 - chosen], "{scores:?} chose {chosen}");
+    // A bad PCM object is one clear error.
+    let bad = js_sys::Array::of1(&js_sys::Object::new());
+    let e = g.generate_sources(js_sys::Array::new(), bad, options.into(), progress, cancelled).await.err().map(JsValue::from);
+    let msg = e.and_then(|v| js_sys::Reflect::get(&v, &"message".into()).ok()).and_then(|m| m.as_string()).unwrap_or_default();
+    assert!(msg.contains("audio 1") && msg.contains("sampleRate"), "{msg}");
+}
